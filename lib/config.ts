@@ -1,0 +1,120 @@
+import path from "node:path";
+import { z } from "zod";
+
+/** Services that own a database. Each one reads `<NAME>_DATABASE_URL`. */
+export const DB_SERVICES = ["auth", "users", "admin", "payments", "notifications", "jobs"] as const;
+
+const int = (def: number, min: number, max: number) =>
+	z.coerce.number().int().min(min).max(max).default(def);
+
+const optionalString = z
+	.string()
+	.optional()
+	.transform(v => (v === undefined || v.trim() === "" ? undefined : v));
+
+const optionalUrl = (protocols: string[]) =>
+	optionalString.refine(
+		v => {
+			if (v === undefined) return true;
+			try {
+				return protocols.includes(new URL(v).protocol);
+			} catch {
+				return false;
+			}
+		},
+		{ message: `must be a URL starting with ${protocols.map(p => p + "//").join(" or ")}` }
+	);
+
+const schema = z
+	.object({
+		NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+		PORT: int(8000, 0, 65535),
+		NAMESPACE: z.string().regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only").default(""),
+		NODE_ID: optionalString,
+		TRANSPORTER: optionalUrl(["nats:", "tls:"]),
+		LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+		DATA_DIR: z.string().min(1).default("./data"),
+		REQUEST_TIMEOUT_MS: int(2000, 100, 600000),
+		SHUTDOWN_TIMEOUT_MS: int(10000, 0, 600000),
+
+		JWT_ISSUER: z.string().min(1).default("moleculer-microservices"),
+		JWT_AUDIENCE: z.string().min(1).default("moleculer-microservices-api"),
+		JWT_PRIVATE_KEY: optionalString,
+		JWT_KEY_ID: optionalString,
+		ACCESS_TOKEN_TTL_S: int(900, 30, 900),
+		REFRESH_TOKEN_TTL_S: int(30 * 24 * 3600, 300, 365 * 24 * 3600),
+		TOKEN_CACHE_TTL_MS: int(60000, 0, 900000),
+		BCRYPT_COST: int(12, 4, 15),
+		LOGIN_MAX_FAILURES: int(10, 1, 1000),
+		LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),
+
+		RATE_LIMIT_WINDOW_MS: int(60000, 1000, 3600000),
+		RATE_LIMIT_MAX: int(600, 1, 1000000),
+		REDIS_URL: optionalUrl(["redis:", "rediss:"]),
+		TRUSTED_PROXIES: z.string().default(""),
+		BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+
+		ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
+			message: "must be an email address"
+		}),
+		ADMIN_PASSWORD: optionalString,
+		DB_POOL_MAX: int(10, 2, 200)
+	})
+	.superRefine((c, ctx) => {
+		if (c.NODE_ENV !== "test" && c.BCRYPT_COST < 10) {
+			ctx.addIssue({ code: "custom", path: ["BCRYPT_COST"], message: "must be at least 10 outside tests" });
+		}
+		if (c.ADMIN_EMAIL && !c.ADMIN_PASSWORD) {
+			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "is required when ADMIN_EMAIL is set" });
+		}
+		if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) < 8) {
+			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
+		}
+		if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) > 72) {
+			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
+		}
+	});
+
+export type Config = z.infer<typeof schema> & { DATA_DIR: string };
+
+export class ConfigError extends Error {
+	constructor(public readonly variable: string, message: string) {
+		super(`Invalid configuration: ${variable} ${message}`);
+		this.name = "ConfigError";
+	}
+}
+
+/** Parse and validate configuration from an environment. Throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+	const parsed = schema.safeParse(env);
+	if (!parsed.success) {
+		const issue = parsed.error.issues[0];
+		throw new ConfigError(String(issue.path[0] ?? "configuration"), issue.message);
+	}
+	for (const svc of DB_SERVICES) {
+		const name = `${svc.toUpperCase()}_DATABASE_URL`;
+		const v = env[name];
+		if (v && !/^postgres(ql)?:\/\//.test(v)) throw new ConfigError(name, "must be a postgres:// URL");
+	}
+	return { ...parsed.data, DATA_DIR: path.resolve(parsed.data.DATA_DIR) };
+}
+
+let cached: Config | undefined;
+
+/** The process configuration, validated once. */
+export function config(): Config {
+	if (!cached) cached = loadConfig();
+	return cached;
+}
+
+/** Forget the cached configuration (tests change the environment between brokers). */
+export function resetConfig(): void {
+	cached = undefined;
+}
+
+/** Where a service's database lives: its PostgreSQL URL, or an SQLite file under DATA_DIR. */
+export function databaseFor(service: string, env: NodeJS.ProcessEnv = process.env): { dialect: "postgres"; url: string } | { dialect: "sqlite"; storage: string } {
+	const url = env[`${service.toUpperCase()}_DATABASE_URL`];
+	if (url) return { dialect: "postgres", url };
+	return { dialect: "sqlite", storage: path.join(config().DATA_DIR, `${service}.sqlite`) };
+}

@@ -1,0 +1,61 @@
+import fs from "node:fs";
+import path from "node:path";
+import { QueryInterface, Sequelize, Transaction } from "sequelize";
+import { SequelizeStorage, Umzug, type RunnableMigration } from "umzug";
+import { config, databaseFor } from "./config";
+
+export type Migration = RunnableMigration<QueryInterface>;
+
+/** A Sequelize instance for a service's own database (PostgreSQL by URL, else SQLite under DATA_DIR). */
+export function createSequelize(service: string, env: NodeJS.ProcessEnv = process.env): Sequelize {
+	const target = databaseFor(service, env);
+	const common = {
+		logging: false as const,
+		define: { underscored: true, timestamps: true, createdAt: "created_at", updatedAt: "updated_at" }
+	};
+	if (target.dialect === "postgres") {
+		return new Sequelize(target.url, {
+			...common,
+			dialect: "postgres",
+			pool: { max: config().DB_POOL_MAX, min: 0, idle: 10000, acquire: 10000 }
+		});
+	}
+	fs.mkdirSync(path.dirname(target.storage), { recursive: true });
+	return new Sequelize({
+		...common,
+		dialect: "sqlite",
+		storage: target.storage,
+		transactionType: Transaction.TYPES.IMMEDIATE,
+		retry: { match: [/SQLITE_BUSY/], max: 20 },
+		pool: { max: 1, min: 0, idle: 10000 }
+	});
+}
+
+/**
+ * Applies pending migrations. On PostgreSQL a transaction-scoped advisory lock (keyed by the
+ * service) makes replicas that start together take turns: the first applies, the others find nothing left.
+ */
+export async function migrate(sequelize: Sequelize, service: string, migrations: Migration[]): Promise<string[]> {
+	const umzug = new Umzug<QueryInterface>({
+		migrations,
+		context: sequelize.getQueryInterface(),
+		storage: new SequelizeStorage({ sequelize, tableName: "schema_migrations" }),
+		logger: undefined
+	});
+	if (sequelize.getDialect() !== "postgres") {
+		return (await umzug.up()).map(m => m.name);
+	}
+	const lock = await sequelize.transaction();
+	try {
+		await sequelize.query("SELECT pg_advisory_xact_lock(hashtext(:key))", {
+			replacements: { key: `migrations:${service}` },
+			transaction: lock
+		});
+		const applied = (await umzug.up()).map(m => m.name);
+		await lock.commit();
+		return applied;
+	} catch (err) {
+		await lock.rollback();
+		throw err;
+	}
+}

@@ -1,0 +1,20 @@
+import type { Context } from "moleculer";
+
+/** The caller, as the gateway put it after verifying the access token. */
+export interface AuthUser {
+	id: string;
+	sid: string;
+	roles: string[];
+	exp: number;
+}
+
+export interface AppMeta {
+	user?: AuthUser | null;
+	/** Client details the gateway forwards (never taken from headers it does not trust). */
+	client?: { ip?: string; user_agent?: string };
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	$location?: string;
+}
+
+export type AppContext<P = Record<string, unknown>> = Context<P, AppMeta>;

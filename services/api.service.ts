@@ -1,0 +1,273 @@
+import crypto from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo, Server } from "node:net";
+import type { Context, ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import proxyaddr from "proxy-addr";
+import { config } from "../lib/config";
+import { unauthorized } from "../lib/errors";
+import { acceptRequestId } from "../lib/request-context";
+import type { AuthUser } from "../lib/types";
+import { sendDocsAsset, sendDocsPage } from "./api/docs";
+import { openapiDocument } from "./api/openapi";
+import { toProblem } from "./api/problem";
+import { consume, createRateLimit, type RateLimit } from "./api/rate-limit";
+import { TokenCache } from "./api/token-cache";
+
+type Req = IncomingMessage & {
+	$ctx: Context<unknown, Record<string, any>>;
+	$alias?: { action?: string };
+	originalUrl?: string;
+	body?: unknown;
+	clientIp?: string;
+	parsedUrl?: string;
+};
+type Res = ServerResponse;
+type Next = (err?: unknown) => void;
+
+/** Actions a client may call without a token. */
+const PUBLIC_ACTIONS = new Set(["auth.register", "auth.login", "auth.refresh", "auth.jwks"]);
+
+/** Services the API cannot answer without; `/health/ready` checks each one and its database. */
+const READY_SERVICES = ["auth", "users"];
+
+interface Vars {
+	tokens: TokenCache;
+	rateLimit: RateLimit;
+	trust: (addr: string, i: number) => boolean;
+	server: Server;
+}
+type Methods = {
+	authenticate(ctx: Context<unknown, any>, route: unknown, req: Req): Promise<AuthUser | null>;
+	verifyToken(ctx: Context, token: string): Promise<AuthUser>;
+	sendProblem(req: Req, res: Res, err: unknown): void;
+	readiness(): Promise<{ ready: boolean; checks: Record<string, "ok" | "down"> }>;
+	clientIp(req: Req): string;
+};
+type This = Vars & Methods & { settings: Record<string, any>; logger: import("moleculer").Logger; broker: import("moleculer").ServiceBroker };
+
+function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
+	res.statusCode = status;
+	for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+	res.setHeader("Content-Type", "application/json; charset=utf-8");
+	res.end(JSON.stringify(body));
+}
+
+/** 415 for a body that is not JSON, before anything reads it. */
+function requireJson(req: Req, _res: Res, next: Next): void {
+	const length = req.headers["content-length"];
+	const hasBody = req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+	const type = (req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+	if (hasBody && type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
+		const err = Object.assign(new Error("body must be application/json"), { code: 415, type: "UNSUPPORTED_MEDIA_TYPE" });
+		return next(err);
+	}
+	next();
+}
+
+/** A JSON body must be an object: arrays and scalars are refused before they reach an action. */
+function requireObjectBody(req: Req, _res: Res, next: Next): void {
+	if (req.body !== undefined && (req.body === null || typeof req.body !== "object" || Array.isArray(req.body))) {
+		return next(Object.assign(new Error("body must be a JSON object"), { code: 422, type: "UNPROCESSABLE" }));
+	}
+	next();
+}
+
+const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
+	name: "api",
+	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
+
+	settings: {
+		ip: "0.0.0.0",
+		// Set before any route: a valid client request id is kept, anything else replaced.
+		rootCallOptions(this: This, options: Record<string, unknown>, req: Req, res: Res) {
+			const requestID = acceptRequestId(req.headers["x-request-id"]) ?? crypto.randomUUID();
+			options.requestID = requestID;
+			res.setHeader("X-Request-ID", requestID);
+			res.setHeader("X-Content-Type-Options", "nosniff");
+			res.setHeader("Referrer-Policy", "no-referrer");
+			res.setHeader("X-Frame-Options", "DENY");
+		},
+		log4XXResponses: false,
+		logRequest: "debug",
+		logResponse: "debug",
+		logRequestParams: null,
+		logResponseData: null,
+		// Routes are added in created(): they need this node's limiter and token cache.
+		routes: null,
+		onError(this: This, req: Req, res: Res, err: unknown) {
+			this.sendProblem(req, res, err);
+		}
+	},
+
+	methods: {
+		clientIp(this: This, req: Req) {
+			return proxyaddr(req, this.trust);
+		},
+
+		async authenticate(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+			ctx.meta.client = { ip: req.clientIp ?? this.clientIp(req), user_agent: req.headers["user-agent"]?.slice(0, 512) };
+			const action = req.$alias?.action;
+			if (action && PUBLIC_ACTIONS.has(action)) return null;
+			const header = req.headers.authorization;
+			if (!header) throw unauthorized("missing bearer token");
+			const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(header);
+			if (!match) throw unauthorized("malformed Authorization header; expected: Bearer <access_token>");
+			return this.verifyToken(ctx, match[1]);
+		},
+
+		async verifyToken(this: This, ctx: Context, token: string) {
+			const cached = this.tokens.get(token);
+			if (cached) return cached;
+			const user = await ctx.call<AuthUser, { token: string }>("auth.verify", { token });
+			this.tokens.set(token, user);
+			return user;
+		},
+
+		sendProblem(this: This, req: Req, res: Res, err: unknown) {
+			const requestId = String(res.getHeader("X-Request-ID") ?? req.$ctx?.requestID ?? crypto.randomUUID());
+			const instance = (req.originalUrl ?? req.url ?? "/").split("?")[0];
+			const { status, body, headers, internal } = toProblem(err, instance, requestId);
+			if (internal || status >= 500) {
+				const e = err as Error;
+				this.logger.error(`Request failed: ${req.method} ${instance} -> ${status} ${e?.name ?? ""}: ${e?.message ?? ""}`);
+			}
+			if (res.headersSent) return void res.end();
+			res.statusCode = status;
+			for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+			res.setHeader("Content-Type", "application/problem+json");
+			res.setHeader("Cache-Control", "no-store");
+			res.end(JSON.stringify(body));
+		},
+
+		async readiness(this: This) {
+			const checks: Record<string, "ok" | "down"> = {};
+			await Promise.all(
+				READY_SERVICES.map(async name => {
+					try {
+						const r = await this.broker.call<{ db: boolean }, object>(`${name}.health`, {}, { timeout: 1000, retries: 0 });
+						checks[name] = r.db ? "ok" : "down";
+					} catch {
+						checks[name] = "down";
+					}
+				})
+			);
+			return { ready: Object.values(checks).every(v => v === "ok"), checks };
+		}
+	},
+
+	events: {
+		// Broadcast by auth on logout, refresh-token reuse, password reset or suspension.
+		"auth.sessions.revoked"(this: This, ctx: Context<{ sids: string[] }>) {
+			this.tokens.revokeSessions(ctx.params.sids);
+		}
+	},
+
+	created(this: This) {
+		const cfg = config();
+		this.tokens = new TokenCache(cfg.TOKEN_CACHE_TTL_MS);
+		this.trust = proxyaddr.compile(cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean));
+		this.rateLimit = createRateLimit({
+			windowMs: cfg.RATE_LIMIT_WINDOW_MS,
+			max: cfg.RATE_LIMIT_MAX,
+			redisUrl: cfg.REDIS_URL,
+			keyPrefix: `rl:${cfg.NAMESPACE || "default"}`
+		});
+
+		const rateLimited = async (req: Req, res: Res, next: Next) => {
+			try {
+				req.clientIp = this.clientIp(req);
+				const d = await consume(this.rateLimit.limiter, req.clientIp);
+				res.setHeader("RateLimit-Limit", String(d.limit));
+				res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
+				res.setHeader("RateLimit-Reset", String(d.resetSeconds));
+				if (!d.allowed) {
+					return next(Object.assign(new Error("rate limit exceeded"), { code: 429, type: "TOO_MANY_REQUESTS", data: { retry_after: d.resetSeconds } }));
+				}
+				next();
+			} catch (err) {
+				next(err);
+			}
+		};
+		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
+		const api = {
+			mappingPolicy: "restrict",
+			autoAliases: false,
+			bodyParsers: false,
+			use: [rateLimited, requireJson, json, requireObjectBody],
+			authentication: true,
+			callOptions: {},
+			onError(this: This, req: Req, res: Res, err: unknown) {
+				this.sendProblem(req, res, err);
+			}
+		};
+
+		this.settings.port = cfg.PORT;
+		const routes = [
+			{
+				...api,
+				name: "v1",
+				path: "/api/v1",
+				aliases: {
+					"POST /auth/register": "auth.register",
+					"POST /auth/login": "auth.login",
+					"POST /auth/refresh": "auth.refresh",
+					"POST /auth/logout": "auth.logout",
+					"GET /users/me": "users.me",
+					"PATCH /users/me": "users.updateMe",
+					"GET /users/me/kyc": "users.kycStatus",
+					"POST /users/me/kyc": "users.submitKyc",
+					"GET /users/:id": "users.getById"
+				}
+			},
+			{
+				...api,
+				name: "well-known",
+				path: "/.well-known",
+				aliases: { "GET /jwks.json": "auth.jwks" }
+			},
+			{
+				// Probes and docs: never rate limited, no body, no token.
+				name: "meta",
+				path: "",
+				mappingPolicy: "restrict",
+				autoAliases: false,
+				bodyParsers: false,
+				aliases: {
+					"GET /health"(_req: Req, res: Res) {
+						sendJson(res, 200, { status: "ok" }, { "Cache-Control": "no-store" });
+					},
+					async "GET /health/ready"(this: This, _req: Req, res: Res) {
+						const { ready, checks } = await this.readiness();
+						if (ready) sendJson(res, 200, { status: "ok", checks }, { "Cache-Control": "no-store" });
+						else sendJson(res, 503, { status: "unavailable", checks }, { "Cache-Control": "no-store", "Retry-After": "5" });
+					},
+					"GET /api/openapi.json"(_req: Req, res: Res) {
+						sendJson(res, 200, openapiDocument());
+					},
+					"GET /api/docs"(_req: Req, res: Res) {
+						sendDocsPage(res);
+					},
+					"GET /api/docs/:file"(this: This, req: Req & { $params: { file: string } }, res: Res) {
+						if (!sendDocsAsset(res, req.$params.file)) this.sendProblem(req, res, Object.assign(new Error(""), { name: "NotFoundError", code: 404, type: "NOT_FOUND" }));
+					}
+				},
+				onError(this: This, req: Req, res: Res, err: unknown) {
+					this.sendProblem(req, res, err);
+				}
+			}
+		];
+		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute(route));
+	},
+
+	started(this: This) {
+		const addr = this.server?.address() as AddressInfo | null;
+		if (addr) this.logger.info(`API gateway listening on http://127.0.0.1:${addr.port}`);
+	},
+
+	async stopped(this: This) {
+		await this.rateLimit.close();
+	}
+};
+
+export default ApiService;

@@ -1,0 +1,46 @@
+import Redis from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+
+export interface RateLimit {
+	limiter: RateLimiterAbstract;
+	close(): Promise<void>;
+}
+
+export interface RateLimitDecision {
+	allowed: boolean;
+	limit: number;
+	remaining: number;
+	resetSeconds: number;
+}
+
+/**
+ * Fixed-window limits per client. With Redis the count is shared by every gateway node; should Redis
+ * fail, each node falls back to its own in-memory count (the insurance limiter) and keeps serving.
+ */
+export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?: string; keyPrefix: string }): RateLimit {
+	const duration = Math.max(1, Math.round(opts.windowMs / 1000));
+	const memory = new RateLimiterMemory({ points: opts.max, duration, keyPrefix: opts.keyPrefix });
+	if (!opts.redisUrl) return { limiter: memory, close: async () => undefined };
+	const redis = new Redis(opts.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+	redis.on("error", () => undefined); // reconnects by itself; the insurance limiter covers the gap
+	const limiter = new RateLimiterRedis({
+		storeClient: redis,
+		points: opts.max,
+		duration,
+		keyPrefix: opts.keyPrefix,
+		insuranceLimiter: memory
+	});
+	return { limiter, close: async () => void redis.disconnect() };
+}
+
+export async function consume(limiter: RateLimiterAbstract, key: string): Promise<RateLimitDecision> {
+	try {
+		const res = await limiter.consume(key, 1);
+		return { allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) };
+	} catch (rej) {
+		if (rej instanceof RateLimiterRes) {
+			return { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) };
+		}
+		throw rej;
+	}
+}

@@ -1,0 +1,31 @@
+import bcrypt from "bcrypt";
+import type { FieldError } from "../../lib/errors";
+
+export const MIN_PASSWORD_BYTES = 8;
+export const MAX_PASSWORD_BYTES = 72;
+
+/** bcrypt reads at most 72 bytes, so longer passwords are refused rather than silently truncated. */
+export function passwordProblem(password: string): FieldError | null {
+	const bytes = Buffer.byteLength(password, "utf8");
+	if (bytes < MIN_PASSWORD_BYTES || bytes > MAX_PASSWORD_BYTES) {
+		return { field: "password", message: `password must be ${MIN_PASSWORD_BYTES} to ${MAX_PASSWORD_BYTES} bytes (UTF-8)` };
+	}
+	return null;
+}
+
+/** bcrypt's async API runs in libuv's thread pool, off the event loop. */
+export function hashPassword(password: string, cost: number): Promise<string> {
+	return bcrypt.hash(password, cost);
+}
+
+export function checkPassword(password: string, hash: string): Promise<boolean> {
+	return bcrypt.compare(password, hash);
+}
+
+let dummy: Promise<string> | undefined;
+
+/** A hash to compare against when the account does not exist, so both cases take the same time. */
+export function dummyHash(cost: number): Promise<string> {
+	dummy ??= bcrypt.hash("not-a-real-password", cost);
+	return dummy;
+}

@@ -1,0 +1,224 @@
+import type { ServiceSchema } from "moleculer";
+import { Op, fn, col, where, type WhereOptions } from "sequelize";
+import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { conflict, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
+import type { AppContext } from "../lib/types";
+import { defineModels, ROLES, type UserModels, type UserRow } from "./users/models";
+import { migrations } from "./users/migrations";
+import { toKycStatus, toUser, type UserView } from "./users/view";
+import { kycProblems, type KycInput } from "./users/kyc";
+
+type Settings = Record<string, never>;
+type Methods = DbMethods & {
+	findUser(id: string): Promise<UserView | null>;
+};
+type This = DbVars<UserModels> & Methods;
+
+const uuid = { type: "uuid" } as const;
+const phone = { type: "string", pattern: /^\+[1-9][0-9]{6,14}$/, messages: { stringPattern: "phone must be in E.164 format, e.g. +14155550123" } } as const;
+const name = { type: "string", trim: true, min: 1, max: 100 } as const;
+const roles = { type: "array", items: { type: "enum", values: [...ROLES] }, min: 1 } as const;
+
+const UsersService: ServiceSchema<Settings, Methods, This> = {
+	name: "users",
+	mixins: [dbMixin({ service: "users", primary: "User", models: defineModels, migrations })],
+
+	actions: {
+		// ---- Public (aliased by the gateway) ----
+		me: {
+			params: { $$strict: true },
+			async handler(this: This, ctx: AppContext) {
+				const user = await this.findUser(requireUser(ctx).id);
+				if (!user) throw notFound("user not found");
+				return user;
+			}
+		},
+
+		updateMe: {
+			params: { $$strict: true, name: { ...name, optional: true }, phone: { ...phone, optional: true, nullable: true } },
+			async handler(this: This, ctx: AppContext<{ name?: string; phone?: string | null }>) {
+				const me = requireUser(ctx);
+				const row = await this.models.User.findByPk(me.id);
+				if (!row) throw notFound("user not found");
+				const changes: Partial<UserRow> = {};
+				if (ctx.params.name !== undefined) changes.name = ctx.params.name;
+				if (ctx.params.phone !== undefined) changes.phone = ctx.params.phone;
+				await row.update(changes);
+				return toUser(row);
+			}
+		},
+
+		getById: {
+			params: { $$strict: true, id: uuid },
+			async handler(this: This, ctx: AppContext<{ id: string }>) {
+				// Ownership is decided before any read, so a stranger learns nothing about whether the id exists.
+				requireOwnerOrStaff(requireUser(ctx), ctx.params.id);
+				const user = await this.findUser(ctx.params.id);
+				if (!user) throw notFound("user not found");
+				return user;
+			}
+		},
+
+		submitKyc: {
+			params: {
+				$$strict: true,
+				full_name: { type: "string", trim: true, min: 1, max: 200 },
+				date_of_birth: { type: "string", pattern: /^\d{4}-\d{2}-\d{2}$/, messages: { stringPattern: "date_of_birth must be a date as YYYY-MM-DD" } },
+				country: { type: "string", pattern: /^[A-Za-z]{2}$/, messages: { stringPattern: "country must be an ISO 3166-1 alpha-2 code" } },
+				document_type: { type: "enum", values: ["passport", "national_id", "driving_license"] },
+				document_number: { type: "string", trim: true, pattern: /^[A-Za-z0-9 -]{4,64}$/, messages: { stringPattern: "document_number must be 4 to 64 letters, digits, spaces or dashes" } }
+			},
+			async handler(this: This, ctx: AppContext<KycInput>) {
+				const me = requireUser(ctx);
+				const problems = kycProblems(ctx.params);
+				if (problems.length) throw unprocessable(problems[0].message, problems);
+				await this.transaction(async transaction => {
+					const [changed] = await this.models.User.update(
+						{ kyc_status: "pending" },
+						{ where: { id: me.id, kyc_status: { [Op.in]: ["none", "rejected"] } }, transaction }
+					);
+					if (changed !== 1) {
+						const exists = await this.models.User.findByPk(me.id, { transaction });
+						if (!exists) throw notFound("user not found");
+						throw conflict(`KYC is already ${exists.get("kyc_status")}`);
+					}
+					await this.models.Kyc.create(
+						{ user_id: me.id, ...ctx.params, country: ctx.params.country.toUpperCase(), status: "pending", submitted_at: new Date() },
+						{ transaction }
+					);
+				});
+				ctx.meta.$statusCode = 202;
+				return { kyc_status: "pending" };
+			}
+		},
+
+		kycStatus: {
+			params: { $$strict: true },
+			async handler(this: This, ctx: AppContext) {
+				const me = requireUser(ctx);
+				const user = await this.models.User.findByPk(me.id);
+				if (!user) throw notFound("user not found");
+				const last = await this.models.Kyc.findOne({ where: { user_id: me.id }, order: [["submitted_at", "DESC"]] });
+				return toKycStatus(user.get("kyc_status"), last ? last.get({ plain: true }) : null);
+			}
+		},
+
+		// ---- Internal (other services only; `public` is never published through the gateway) ----
+		create: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: { ...uuid, optional: true },
+				email: { type: "email", normalize: true, max: 320 },
+				name,
+				phone: { ...phone, optional: true, nullable: true },
+				roles: { ...roles, optional: true },
+				email_verified: { type: "boolean", optional: true }
+			},
+			async handler(this: This, ctx: AppContext<Partial<UserRow> & { email: string; name: string }>) {
+				try {
+					const row = await this.models.User.create({ ...ctx.params, email: ctx.params.email.toLowerCase(), roles: ctx.params.roles ?? ["user"] });
+					return toUser(row);
+				} catch (err) {
+					if (isUniqueViolation(err)) throw conflict("email is already registered");
+					throw err;
+				}
+			}
+		},
+
+		get: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: { id: uuid },
+			async handler(this: This, ctx: AppContext<{ id: string }>) {
+				const user = await this.findUser(ctx.params.id);
+				if (!user) throw notFound("user not found");
+				return user;
+			}
+		},
+
+		findByEmail: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: { email: { type: "string", max: 320 } },
+			async handler(this: This, ctx: AppContext<{ email: string }>) {
+				const row = await this.models.User.findOne({ where: { email: ctx.params.email.trim().toLowerCase() } });
+				return row ? toUser(row) : null;
+			}
+		},
+
+		update: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: uuid,
+				name: { ...name, optional: true },
+				phone: { ...phone, optional: true, nullable: true },
+				status: { type: "enum", values: ["active", "suspended"], optional: true },
+				roles: { ...roles, optional: true },
+				email_verified: { type: "boolean", optional: true }
+			},
+			async handler(this: This, ctx: AppContext<Partial<UserRow> & { id: string }>) {
+				const { id, ...changes } = ctx.params;
+				const row = await this.models.User.findByPk(id);
+				if (!row) throw notFound("user not found");
+				await row.update(changes);
+				return toUser(row);
+			}
+		},
+
+		list: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: {
+				q: { type: "string", optional: true, max: 320 },
+				status: { type: "enum", values: ["active", "suspended"], optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+			},
+			async handler(this: This, ctx: AppContext<{ q?: string; status?: string; limit: number; offset: number }>) {
+				const { q, status, limit, offset } = ctx.params;
+				const conditions: WhereOptions[] = [];
+				if (status) conditions.push({ status });
+				if (q) {
+					const like = `%${q.toLowerCase().replace(/[\\%_]/g, c => "\\" + c)}%`;
+					conditions.push({ [Op.or]: [{ email: { [Op.like]: like } }, where(fn("lower", col("name")), { [Op.like]: like })] });
+				}
+				const { rows, count } = await this.models.User.findAndCountAll({
+					where: { [Op.and]: conditions },
+					order: [["created_at", "DESC"], ["id", "ASC"]],
+					limit,
+					offset
+				});
+				return { items: rows.map(toUser), total: count, limit, offset };
+			}
+		},
+
+		remove: {
+			visibility: "public",
+			params: { id: uuid },
+			async handler(this: This, ctx: AppContext<{ id: string }>) {
+				await this.models.Kyc.destroy({ where: { user_id: ctx.params.id } });
+				return (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
+			}
+		},
+
+		health: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			async handler(this: This) {
+				return { db: await this.dbHealthy() };
+			}
+		}
+	},
+
+	methods: {
+		async findUser(this: This, id: string) {
+			const row = await this.models.User.findByPk(id);
+			return row ? toUser(row) : null;
+		}
+	}
+};
+
+export default UsersService;
