@@ -4,7 +4,7 @@ import { Op } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { config } from "../lib/config";
-import { forbidden, tooManyRequests, unauthorized, unprocessable } from "../lib/errors";
+import { forbidden, isUniqueViolation, tooManyRequests, unauthorized, unprocessable } from "../lib/errors";
 import type { AppContext } from "../lib/types";
 import type { UserView } from "./users/view";
 import { generateKey, parsePrivateKey, publicJwk, toPem, type SigningKey } from "./auth/keys";
@@ -251,15 +251,23 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		async ensureAdmin(this: This, email: string, password: string) {
 			const problem = passwordProblem(password);
 			if (problem) throw unprocessable(problem.message, [problem]);
-			let user = await this.broker.call<UserView | null, object>("users.findByEmail", { email });
+			// Idempotent and safe to run twice at once (start-up bootstrap and the CLI): a lost race is not an error.
+			const find = () => this.broker.call<UserView | null, object>("users.findByEmail", { email });
+			let user = await find();
 			if (!user) {
-				user = await this.broker.call<UserView, object>("users.create", { email, name: "Administrator", roles: ["admin", "user"], email_verified: true });
-			} else if (!user.roles.includes("admin")) {
+				user = await this.broker
+					.call<UserView, object>("users.create", { email, name: "Administrator", roles: ["admin", "user"], email_verified: true })
+					.catch(async err => ((err as { code?: number }).code === 409 ? await find() : Promise.reject(err)));
+				if (!user) throw new Error("admin account vanished while being created");
+			}
+			if (!user.roles.includes("admin")) {
 				user = await this.broker.call<UserView, object>("users.update", { id: user.id, roles: [...user.roles, "admin"] });
 			}
-			const existing = await this.models.Credential.findByPk(user.id);
-			if (!existing) {
-				await this.models.Credential.create({ user_id: user.id, password_hash: await hashPassword(password, config().BCRYPT_COST) });
+			if (!(await this.models.Credential.findByPk(user.id))) {
+				const password_hash = await hashPassword(password, config().BCRYPT_COST);
+				await this.models.Credential.create({ user_id: user.id, password_hash }).catch(err => {
+					if (!isUniqueViolation(err)) throw err;
+				});
 			}
 			this.logger.info(`Admin account ${user.id} is in place`);
 			return user;
