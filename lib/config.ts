@@ -4,8 +4,17 @@ import { z } from "zod";
 /** Services that own a database. Each one reads `<NAME>_DATABASE_URL`. */
 export const DB_SERVICES = ["auth", "users", "admin", "payments", "notifications", "jobs"] as const;
 
-const int = (def: number, min: number, max: number) =>
-	z.coerce.number().int().min(min).max(max).default(def);
+/** An integer variable; empty counts as unset (not 0), and any bad value gets one plain message. */
+const int = (def: number, min: number, max: number) => {
+	const error = `must be an integer from ${min} to ${max}`;
+	return z.preprocess(
+		v => (typeof v === "string" && v.trim() === "" ? undefined : v),
+		z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).default(def)
+	);
+};
+
+const oneOf = <T extends string>(values: readonly [T, ...T[]], def: T) =>
+	z.enum(values, { error: `must be one of ${values.join(", ")}` }).default(def as never);
 
 const optionalString = z
 	.string()
@@ -25,14 +34,13 @@ const optionalUrl = (protocols: string[]) =>
 		{ message: `must be a URL starting with ${protocols.map(p => p + "//").join(" or ")}` }
 	);
 
-const schema = z
-	.object({
-		NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+const variables = z.object({
+		NODE_ENV: oneOf(["development", "production", "test"], "development"),
 		PORT: int(8000, 0, 65535),
 		NAMESPACE: z.string().regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only").default(""),
 		NODE_ID: optionalString,
 		TRANSPORTER: optionalUrl(["nats:", "tls:"]),
-		LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+		LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace"], "info"),
 		DATA_DIR: z.string().min(1).default("./data"),
 		REQUEST_TIMEOUT_MS: int(2000, 100, 600000),
 		SHUTDOWN_TIMEOUT_MS: int(10000, 0, 600000),
@@ -59,8 +67,12 @@ const schema = z
 		}),
 		ADMIN_PASSWORD: optionalString,
 		DB_POOL_MAX: int(10, 2, 200)
-	})
-	.superRefine((c, ctx) => {
+	});
+
+/** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */
+export const CONFIG_VARIABLES = Object.keys(variables.shape);
+
+const schema = variables.superRefine((c, ctx) => {
 		if (c.NODE_ENV !== "test" && c.BCRYPT_COST < 10) {
 			ctx.addIssue({ code: "custom", path: ["BCRYPT_COST"], message: "must be at least 10 outside tests" });
 		}
@@ -116,5 +128,6 @@ export function resetConfig(): void {
 export function databaseFor(service: string, env: NodeJS.ProcessEnv = process.env): { dialect: "postgres"; url: string } | { dialect: "sqlite"; storage: string } {
 	const url = env[`${service.toUpperCase()}_DATABASE_URL`];
 	if (url) return { dialect: "postgres", url };
-	return { dialect: "sqlite", storage: path.join(config().DATA_DIR, `${service}.sqlite`) };
+	const dataDir = env === process.env ? config().DATA_DIR : loadConfig(env).DATA_DIR;
+	return { dialect: "sqlite", storage: path.join(dataDir, `${service}.sqlite`) };
 }
