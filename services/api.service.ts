@@ -260,7 +260,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute(route));
 	},
 
-	started(this: This) {
+	async started(this: This) {
+		// Without this, the first requests after start would be counted only in this node's memory.
+		await this.rateLimit.ready;
 		const addr = this.server?.address() as AddressInfo | null;
 		if (addr) this.logger.info(`API gateway listening on http://127.0.0.1:${addr.port}`);
 	},

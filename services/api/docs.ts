@@ -11,7 +11,8 @@ const ASSETS: Record<string, string> = {
 };
 
 const INIT_JS = `window.addEventListener("load", function () {
-  window.ui = SwaggerUIBundle({ url: "/api/openapi.json", dom_id: "#docs", deepLinking: true });
+  // validatorUrl: null keeps the page from calling the online validator: nothing leaves this host.
+  window.ui = SwaggerUIBundle({ url: "/api/openapi.json", dom_id: "#docs", deepLinking: true, validatorUrl: null });
 });
 `;
 

@@ -1,8 +1,595 @@
-/** The OpenAPI 3.1 document of every public route. */
-export function openapiDocument(): Record<string, unknown> {
-	return {
-		openapi: "3.1.0",
-		info: { title: "Moleculer microservices API", version: "1.0.0" },
-		paths: {}
+// The OpenAPI 3.1 document of every public route the gateway serves (contract: /work/shared/API.md).
+// Request schemas mirror the `params` of the actions behind each route; keep them in step.
+
+/** A JSON Schema 2020-12 object, as OpenAPI 3.1 uses it. */
+export interface SchemaObject {
+	$ref?: string;
+	type?: string | string[];
+	format?: string;
+	const?: unknown;
+	enum?: unknown[];
+	pattern?: string;
+	minLength?: number;
+	maxLength?: number;
+	minimum?: number;
+	maximum?: number;
+	minItems?: number;
+	uniqueItems?: boolean;
+	items?: SchemaObject;
+	properties?: Record<string, SchemaObject>;
+	required?: string[];
+	additionalProperties?: boolean | SchemaObject;
+	allOf?: SchemaObject[];
+	description?: string;
+	examples?: unknown[];
+}
+
+export interface Reference {
+	$ref: string;
+}
+
+export interface HeaderObject {
+	description?: string;
+	required?: boolean;
+	schema: SchemaObject;
+}
+
+export interface MediaTypeObject {
+	schema: SchemaObject;
+}
+
+export interface ResponseObject {
+	description: string;
+	headers?: Record<string, HeaderObject | Reference>;
+	content?: Record<string, MediaTypeObject>;
+}
+
+export interface ParameterObject {
+	name: string;
+	in: "path" | "query" | "header" | "cookie";
+	description?: string;
+	required?: boolean;
+	schema: SchemaObject;
+}
+
+export interface RequestBodyObject {
+	description?: string;
+	required?: boolean;
+	content: Record<string, MediaTypeObject>;
+}
+
+export interface OperationObject {
+	operationId: string;
+	summary: string;
+	description?: string;
+	tags: string[];
+	security?: Record<string, string[]>[];
+	parameters?: (ParameterObject | Reference)[];
+	requestBody?: RequestBodyObject;
+	responses: Record<string, ResponseObject | Reference>;
+}
+
+export type HttpMethod = "get" | "put" | "post" | "delete" | "patch";
+export type PathItemObject = Partial<Record<HttpMethod, OperationObject>>;
+
+export interface OpenApiDocument {
+	openapi: "3.1.0";
+	info: { title: string; version: string; description?: string };
+	servers: { url: string; description?: string }[];
+	tags: { name: string; description?: string }[];
+	security: Record<string, string[]>[];
+	paths: Record<string, PathItemObject>;
+	components: {
+		schemas: Record<string, SchemaObject>;
+		responses: Record<string, ResponseObject>;
+		parameters: Record<string, ParameterObject>;
+		headers: Record<string, HeaderObject>;
+		securitySchemes: Record<string, { type: "http"; scheme: string; bearerFormat?: string; description?: string }>;
 	};
+}
+
+const schema = (name: string): Reference => ({ $ref: `#/components/schemas/${name}` });
+const header = (name: string): Reference => ({ $ref: `#/components/headers/${name}` });
+const response = (name: string): Reference => ({ $ref: `#/components/responses/${name}` });
+
+const E164 = "^\\+[1-9][0-9]{6,14}$";
+const dateTime: SchemaObject = { type: "string", format: "date-time" };
+const nullableDateTime: SchemaObject = { type: ["string", "null"], format: "date-time" };
+
+const schemas: Record<string, SchemaObject> = {
+	User: {
+		type: "object",
+		description: "A user's public profile; never a password or its hash.",
+		additionalProperties: false,
+		required: ["id", "email", "name", "phone", "status", "roles", "email_verified", "kyc_status", "created_at", "updated_at"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			email: { type: "string", format: "email", maxLength: 320, description: "Stored lowercased." },
+			name: { type: "string", minLength: 1, maxLength: 100 },
+			phone: { type: ["string", "null"], pattern: E164, description: "E.164, or null." },
+			status: { type: "string", enum: ["active", "suspended"] },
+			roles: { type: "array", minItems: 1, uniqueItems: true, items: { type: "string", enum: ["user", "support", "admin"] } },
+			email_verified: { type: "boolean" },
+			kyc_status: { type: "string", enum: ["none", "pending", "verified", "rejected"] },
+			created_at: dateTime,
+			updated_at: dateTime
+		}
+	},
+	RegisterRequest: {
+		type: "object",
+		additionalProperties: false,
+		description: "`roles`, `status`, `id`, `email_verified`, `kyc_status` or any other field is refused with 422.",
+		required: ["email", "password", "name"],
+		properties: {
+			email: { type: "string", format: "email", maxLength: 320, description: "Case-insensitive; stored lowercased. Unique (409 if taken)." },
+			password: {
+				type: "string",
+				minLength: 2,
+				maxLength: 72,
+				description: "8 to 72 bytes once UTF-8 encoded (checked in bytes: 422 otherwise); stored with bcrypt."
+			},
+			name: { type: "string", minLength: 1, maxLength: 100, pattern: "\\S", description: "Surrounding whitespace is trimmed; must not be blank." },
+			phone: { type: "string", pattern: E164, description: "E.164, e.g. +14155550123." }
+		},
+		examples: [{ email: "ada@example.com", password: "correct horse battery", name: "Ada Lovelace", phone: "+14155550123" }]
+	},
+	LoginRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["email", "password"],
+		properties: {
+			email: { type: "string", maxLength: 320, description: "Case-insensitive." },
+			password: { type: "string", maxLength: 1024 }
+		}
+	},
+	RefreshRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["refresh_token"],
+		properties: { refresh_token: { type: "string", minLength: 1, maxLength: 512, description: "Single use: refreshing rotates it." } }
+	},
+	LogoutRequest: {
+		type: "object",
+		additionalProperties: false,
+		properties: {
+			refresh_token: { type: "string", minLength: 1, maxLength: 512, description: "Also ends the session of this refresh token, when it is the caller's." }
+		}
+	},
+	UpdateMeRequest: {
+		type: "object",
+		additionalProperties: false,
+		description: "`email`, `roles`, `status` or any other field is refused with 422.",
+		properties: {
+			name: { type: "string", minLength: 1, maxLength: 100, pattern: "\\S", description: "Surrounding whitespace is trimmed; must not be blank." },
+			phone: { type: ["string", "null"], pattern: E164, description: "E.164; null removes it." }
+		}
+	},
+	TokenPair: {
+		type: "object",
+		additionalProperties: false,
+		required: ["access_token", "token_type", "expires_in", "refresh_token", "user_id"],
+		properties: {
+			access_token: { type: "string", description: "A JWT (ES256 or RS256, with `kid`); claims iss, aud, sub, iat, exp, jti, sid, roles." },
+			token_type: { type: "string", const: "Bearer" },
+			expires_in: { type: "integer", minimum: 1, maximum: 900, description: "Seconds until the access token expires." },
+			refresh_token: { type: "string", minLength: 1, maxLength: 512, description: "Opaque, single use." },
+			user_id: { type: "string", format: "uuid" }
+		}
+	},
+	KycSubmission: {
+		type: "object",
+		additionalProperties: false,
+		required: ["full_name", "date_of_birth", "country", "document_type", "document_number"],
+		properties: {
+			full_name: { type: "string", minLength: 1, maxLength: 200, pattern: "\\S", description: "Surrounding whitespace is trimmed; must not be blank." },
+			date_of_birth: {
+				type: "string",
+				pattern: "^\\d{4}-\\d{2}-\\d{2}$",
+				description: "YYYY-MM-DD; a real date, not before 1900, of a person at least 18 years old (422 otherwise)."
+			},
+			country: { type: "string", pattern: "^[A-Za-z]{2}$", description: "ISO 3166-1 alpha-2 code; stored uppercased." },
+			document_type: { type: "string", enum: ["passport", "national_id", "driving_license"] },
+			document_number: { type: "string", pattern: "^[A-Za-z0-9 -]{4,64}$", description: "4 to 64 letters, digits, spaces or dashes (after trimming)." }
+		}
+	},
+	KycAccepted: {
+		type: "object",
+		additionalProperties: false,
+		required: ["kyc_status"],
+		properties: { kyc_status: { type: "string", const: "pending" } }
+	},
+	KycStatus: {
+		type: "object",
+		additionalProperties: false,
+		required: ["kyc_status", "submitted_at", "decided_at", "reason"],
+		properties: {
+			kyc_status: { type: "string", enum: ["none", "pending", "verified", "rejected"] },
+			submitted_at: nullableDateTime,
+			decided_at: nullableDateTime,
+			reason: { type: ["string", "null"] }
+		}
+	},
+	Jwk: {
+		type: "object",
+		additionalProperties: false,
+		description: "A public signing key (RFC 7517); never private members.",
+		required: ["kty", "kid", "alg", "use"],
+		properties: {
+			kty: { type: "string", enum: ["EC", "RSA", "OKP"] },
+			kid: { type: "string", minLength: 1 },
+			alg: { type: "string", enum: ["ES256", "RS256", "EdDSA"] },
+			use: { type: "string", const: "sig" },
+			crv: { type: "string" },
+			x: { type: "string" },
+			y: { type: "string" },
+			n: { type: "string" },
+			e: { type: "string" }
+		}
+	},
+	Jwks: {
+		type: "object",
+		additionalProperties: false,
+		required: ["keys"],
+		properties: { keys: { type: "array", minItems: 1, items: schema("Jwk") } }
+	},
+	Health: {
+		type: "object",
+		additionalProperties: false,
+		required: ["status"],
+		properties: { status: { type: "string", const: "ok" } }
+	},
+	Readiness: {
+		type: "object",
+		additionalProperties: false,
+		required: ["status", "checks"],
+		properties: {
+			status: { type: "string", enum: ["ok", "unavailable"] },
+			checks: {
+				type: "object",
+				description: "One entry per service the API needs (e.g. auth, users).",
+				additionalProperties: { type: "string", enum: ["ok", "down"] }
+			}
+		}
+	},
+	FieldError: {
+		type: "object",
+		additionalProperties: false,
+		required: ["field", "message"],
+		properties: { field: { type: "string" }, message: { type: "string" } }
+	},
+	Problem: {
+		type: "object",
+		description: "RFC 9457 problem details. Never holds a stack trace, SQL, a password hash or a secret.",
+		required: ["type", "title", "status", "detail", "instance", "request_id"],
+		properties: {
+			type: { type: "string", const: "about:blank" },
+			title: { type: "string" },
+			status: { type: "integer", minimum: 400, maximum: 599 },
+			detail: { type: "string" },
+			instance: { type: "string", description: "The request path." },
+			request_id: { type: "string", minLength: 1, maxLength: 128 },
+			errors: { type: "array", minItems: 1, items: schema("FieldError"), description: "Per-field validation errors." }
+		},
+		examples: [
+			{
+				type: "about:blank",
+				title: "Unprocessable Entity",
+				status: 422,
+				detail: "email must be a valid address",
+				instance: "/api/v1/auth/register",
+				request_id: "0f4c2a1e-5b7d-4c1a-9e3f-2b8d6a7c9e10",
+				errors: [{ field: "email", message: "email must be a valid address" }]
+			}
+		]
+	}
+};
+
+const headers: Record<string, HeaderObject> = {
+	"X-Request-ID": {
+		description: "The request id: the client's own when valid (1-128 chars of [A-Za-z0-9._:-]), else one the gateway made.",
+		required: true,
+		schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$" }
+	},
+	"Retry-After": { description: "Seconds to wait before trying again.", required: true, schema: { type: "integer", minimum: 0 } },
+	"RateLimit-Limit": { description: "Requests allowed per window for this client.", required: true, schema: { type: "integer", minimum: 1 } },
+	"RateLimit-Remaining": { description: "Requests left in the current window.", required: true, schema: { type: "integer", minimum: 0 } },
+	"RateLimit-Reset": { description: "Seconds until the window resets.", required: true, schema: { type: "integer", minimum: 0 } },
+	Location: { description: "The new resource.", required: true, schema: { type: "string" } }
+};
+
+const RATE_HEADERS = { "RateLimit-Limit": header("RateLimit-Limit"), "RateLimit-Remaining": header("RateLimit-Remaining"), "RateLimit-Reset": header("RateLimit-Reset") };
+
+const problem = (description: string, extra: Record<string, Reference> = {}): ResponseObject => ({
+	description,
+	headers: { "X-Request-ID": header("X-Request-ID"), ...extra },
+	content: { "application/problem+json": { schema: schema("Problem") } }
+});
+
+const responses: Record<string, ResponseObject> = {
+	BadRequest: problem("The body is not valid JSON."),
+	Unauthorized: problem("No, malformed, expired, tampered or revoked access token."),
+	Forbidden: problem("Authenticated but not allowed."),
+	NotFound: problem("No such resource or route."),
+	Conflict: problem("Conflicts with the current state."),
+	PayloadTooLarge: problem("The body is over the limit (default 1 MiB)."),
+	UnsupportedMediaType: problem("A body that is not JSON."),
+	UnprocessableEntity: problem("Validation failed: wrong type, missing, unknown or forbidden field, out of range; or a body that is not a JSON object."),
+	TooManyRequests: problem("Rate limited.", { "Retry-After": header("Retry-After"), ...RATE_HEADERS }),
+	ServiceUnavailable: problem("A service needed for this request is down or its circuit is open.", { "Retry-After": header("Retry-After") }),
+	InternalError: problem("An unexpected error; the body holds no internal detail.")
+};
+
+const parameters: Record<string, ParameterObject> = {
+	RequestId: {
+		name: "X-Request-ID",
+		in: "header",
+		required: false,
+		description: "A request id to use for this request (1-128 chars of [A-Za-z0-9._:-]); anything else is replaced.",
+		schema: { type: "string" }
+	},
+	UserId: { name: "id", in: "path", required: true, description: "A user id (422 when not a UUID).", schema: { type: "string", format: "uuid" } }
+};
+
+const json = (name: string) => ({ "application/json": { schema: schema(name) } });
+
+/** A success answer of a rate-limited `/api/v1` or `/.well-known` route. */
+const ok = (description: string, body?: string, extra: Record<string, Reference> = {}): ResponseObject => ({
+	description,
+	headers: { "X-Request-ID": header("X-Request-ID"), ...RATE_HEADERS, ...extra },
+	...(body ? { content: json(body) } : {})
+});
+
+type ErrorName = keyof typeof responses;
+const ERROR_STATUS: Record<string, ErrorName> = {
+	"400": "BadRequest",
+	"401": "Unauthorized",
+	"403": "Forbidden",
+	"404": "NotFound",
+	"409": "Conflict",
+	"413": "PayloadTooLarge",
+	"415": "UnsupportedMediaType",
+	"422": "UnprocessableEntity",
+	"429": "TooManyRequests",
+	"500": "InternalError",
+	"503": "ServiceUnavailable"
+};
+
+/** Errors every `/api/v1` and `/.well-known` route can give: the gateway parses bodies, checks params and rate limits on all of them. */
+const GATEWAY_ERRORS = ["400", "413", "415", "422", "429", "500", "503"];
+
+function errors(statuses: string[], overrides: Record<string, ResponseObject> = {}): Record<string, ResponseObject | Reference> {
+	const out: Record<string, ResponseObject | Reference> = {};
+	for (const s of [...new Set([...GATEWAY_ERRORS, ...statuses])].sort()) out[s] = overrides[s] ?? response(ERROR_STATUS[s]);
+	return out;
+}
+
+const PUBLIC: Record<string, string[]>[] = [];
+const requestId = { $ref: "#/components/parameters/RequestId" };
+
+const body = (name: string, required = true): RequestBodyObject => ({ required, content: json(name) });
+
+function op(o: Omit<OperationObject, "parameters"> & { parameters?: (ParameterObject | Reference)[] }): OperationObject {
+	return { ...o, parameters: [requestId, ...(o.parameters ?? [])] };
+}
+
+/** A plain answer of a probe or docs route (not rate limited). */
+const plain = (description: string, content: Record<string, MediaTypeObject>, extra: Record<string, Reference> = {}): ResponseObject => ({
+	description,
+	headers: { "X-Request-ID": header("X-Request-ID"), ...extra },
+	content
+});
+
+const paths: Record<string, PathItemObject> = {
+	"/api/v1/auth/register": {
+		post: op({
+			operationId: "register",
+			summary: "Create an account",
+			description: "Sends a welcome email and a verification link.",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("RegisterRequest"),
+			responses: {
+				"201": ok("The new user.", "User", { Location: header("Location") }),
+				...errors(["409"], { "409": problem("The email is already registered.") })
+			}
+		})
+	},
+	"/api/v1/auth/login": {
+		post: op({
+			operationId: "login",
+			summary: "Log in with email and password",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("LoginRequest"),
+			responses: {
+				"200": ok("A token pair.", "TokenPair"),
+				...errors(["401", "403"], {
+					"401": problem("Wrong email or password (the same body for both)."),
+					"403": problem("The account is suspended."),
+					"429": problem("Rate limited, or too many failed logins for this account (10 per 15 minutes by default), even with the right password.", {
+						"Retry-After": header("Retry-After"),
+						...RATE_HEADERS
+					})
+				})
+			}
+		})
+	},
+	"/api/v1/auth/refresh": {
+		post: op({
+			operationId: "refresh",
+			summary: "Swap a refresh token for a new token pair",
+			description: "Refresh tokens are single use; presenting a used one revokes its whole session.",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("RefreshRequest"),
+			responses: {
+				"200": ok("A new token pair; the refresh token is rotated.", "TokenPair"),
+				...errors(["401"], { "401": problem("Unknown, used, expired or revoked refresh token.") })
+			}
+		})
+	},
+	"/api/v1/auth/logout": {
+		post: op({
+			operationId: "logout",
+			summary: "End the current session",
+			description: "The session's access tokens fail at once (401).",
+			tags: ["auth"],
+			requestBody: body("LogoutRequest", false),
+			responses: { "204": ok("Logged out."), ...errors(["401"]) }
+		})
+	},
+	"/api/v1/users/me": {
+		get: op({
+			operationId: "getMe",
+			summary: "The caller's profile",
+			tags: ["users"],
+			responses: { "200": ok("The caller.", "User"), ...errors(["401", "404"]) }
+		}),
+		patch: op({
+			operationId: "updateMe",
+			summary: "Change the caller's name or phone",
+			tags: ["users"],
+			requestBody: body("UpdateMeRequest"),
+			responses: { "200": ok("The updated user.", "User"), ...errors(["401", "404"]) }
+		})
+	},
+	"/api/v1/users/me/kyc": {
+		get: op({
+			operationId: "getKyc",
+			summary: "The caller's KYC status",
+			tags: ["users"],
+			responses: { "200": ok("The KYC status and the last submission's dates.", "KycStatus"), ...errors(["401", "404"]) }
+		}),
+		post: op({
+			operationId: "submitKyc",
+			summary: "Submit KYC details for review",
+			description: "Allowed when the KYC status is `none` or `rejected`.",
+			tags: ["users"],
+			requestBody: body("KycSubmission"),
+			responses: {
+				"202": ok("Accepted for review.", "KycAccepted"),
+				...errors(["401", "404", "409"], { "409": problem("KYC is already pending or verified.") })
+			}
+		})
+	},
+	"/api/v1/users/{id}": {
+		get: op({
+			operationId: "getUser",
+			summary: "A user by id",
+			description: "Allowed for the user themself and for `support` and `admin`.",
+			tags: ["users"],
+			parameters: [{ $ref: "#/components/parameters/UserId" }],
+			responses: {
+				"200": ok("The user.", "User"),
+				...errors(["401", "403", "404"], { "403": problem("Another user's profile, without the support or admin role.") })
+			}
+		})
+	},
+	"/.well-known/jwks.json": {
+		get: op({
+			operationId: "jwks",
+			summary: "The public keys that sign access tokens",
+			description: "The current and previous signing keys (RFC 7517).",
+			tags: ["auth"],
+			security: PUBLIC,
+			responses: {
+				"200": ok("The JWKS.", "Jwks"),
+				...errors([])
+			}
+		})
+	},
+	"/health": {
+		get: op({
+			operationId: "health",
+			summary: "Liveness",
+			tags: ["health"],
+			security: PUBLIC,
+			responses: { "200": plain("The gateway node lives.", json("Health")) }
+		})
+	},
+	"/health/ready": {
+		get: op({
+			operationId: "ready",
+			summary: "Readiness",
+			description: "Ready when every service the API needs is reachable and its database answers.",
+			tags: ["health"],
+			security: PUBLIC,
+			responses: {
+				"200": plain("Ready.", { "application/json": { schema: { type: "object", allOf: [schema("Readiness")], properties: { status: { const: "ok" } } } } }),
+				"503": plain(
+					"Not ready: `checks` names the services that are down.",
+					{ "application/json": { schema: { type: "object", allOf: [schema("Readiness")], properties: { status: { const: "unavailable" } } } } },
+					{ "Retry-After": header("Retry-After") }
+				)
+			}
+		})
+	},
+	"/api/openapi.json": {
+		get: op({
+			operationId: "openapi",
+			summary: "This document",
+			tags: ["docs"],
+			security: PUBLIC,
+			responses: { "200": plain("The OpenAPI 3.1 document.", { "application/json": { schema: { type: "object", required: ["openapi", "paths"] } } }) }
+		})
+	},
+	"/api/docs": {
+		get: op({
+			operationId: "docs",
+			summary: "The API documentation page",
+			description: "Renders this document; every asset is served locally, so it works offline.",
+			tags: ["docs"],
+			security: PUBLIC,
+			responses: { "200": plain("An HTML page.", { "text/html": { schema: { type: "string" } } }) }
+		})
+	},
+	"/api/docs/{file}": {
+		get: op({
+			operationId: "docsAsset",
+			summary: "A static asset of the documentation page",
+			tags: ["docs"],
+			security: PUBLIC,
+			parameters: [
+				{ name: "file", in: "path", required: true, schema: { type: "string", enum: ["swagger-ui.css", "swagger-ui-bundle.js", "init.js"] } }
+			],
+			responses: {
+				"200": plain("The asset.", { "text/css": { schema: { type: "string" } }, "application/javascript": { schema: { type: "string" } } }),
+				"404": response("NotFound")
+			}
+		})
+	}
+};
+
+const DOCUMENT: OpenApiDocument = {
+	openapi: "3.1.0",
+	info: {
+		title: "Moleculer microservices API",
+		version: "1.0.0",
+		description:
+			"Bodies are JSON with snake_case fields; ids are UUIDs; times are ISO 8601 in UTC. Every error is RFC 9457 `application/problem+json`. " +
+			"Every response carries `X-Request-ID`. `/api/v1` and `/.well-known` routes are rate limited per client IP."
+	},
+	servers: [{ url: "/", description: "This gateway" }],
+	tags: [
+		{ name: "auth", description: "Accounts, sessions and tokens" },
+		{ name: "users", description: "Profiles and KYC" },
+		{ name: "health", description: "Probes" },
+		{ name: "docs", description: "This documentation" }
+	],
+	security: [{ bearerAuth: [] }],
+	paths,
+	components: {
+		schemas,
+		responses,
+		parameters,
+		headers,
+		securitySchemes: {
+			bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "`Authorization: Bearer <access_token>` from login or refresh." }
+		}
+	}
+};
+
+/** The OpenAPI 3.1 document of every public route. */
+export function openapiDocument(): OpenApiDocument {
+	return DOCUMENT;
 }

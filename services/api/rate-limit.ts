@@ -3,6 +3,8 @@ import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAb
 
 export interface RateLimit {
 	limiter: RateLimiterAbstract;
+	/** Settles once the store has connected or failed its first attempt (counts go to memory until then). */
+	ready: Promise<void>;
 	close(): Promise<void>;
 }
 
@@ -20,9 +22,14 @@ export interface RateLimitDecision {
 export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?: string; keyPrefix: string }): RateLimit {
 	const duration = Math.max(1, Math.round(opts.windowMs / 1000));
 	const memory = new RateLimiterMemory({ points: opts.max, duration, keyPrefix: opts.keyPrefix });
-	if (!opts.redisUrl) return { limiter: memory, close: async () => undefined };
+	if (!opts.redisUrl) return { limiter: memory, ready: Promise.resolve(), close: async () => undefined };
 	const redis = new Redis(opts.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
 	redis.on("error", () => undefined); // reconnects by itself; the insurance limiter covers the gap
+	const ready = new Promise<void>(resolve => {
+		redis.once("ready", () => resolve());
+		redis.once("error", () => resolve());
+		redis.once("end", () => resolve());
+	});
 	const limiter = new RateLimiterRedis({
 		storeClient: redis,
 		points: opts.max,
@@ -30,7 +37,7 @@ export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?
 		keyPrefix: opts.keyPrefix,
 		insuranceLimiter: memory
 	});
-	return { limiter, close: async () => void redis.disconnect() };
+	return { limiter, ready, close: async () => void redis.disconnect() };
 }
 
 export async function consume(limiter: RateLimiterAbstract, key: string): Promise<RateLimitDecision> {

@@ -56,8 +56,9 @@ describe("the embedded default: every service in one node on SQLite, no server",
 	it("makes sure of the first admin from ADMIN_EMAIL/ADMIN_PASSWORD at start", async () => {
 		// The bootstrap runs beside start-up (it waits for the users service), so give it a moment.
 		let login = await http(base, "POST", "/api/v1/auth/login", { body: { email: "root@example.com", password: "admin password 1" } });
-		for (let i = 0; i < 40 && login.status !== 200; i++) {
-			await new Promise(r => setTimeout(r, 250));
+		// (at most 8 tries: each failed one counts toward the lockout of 10)
+		for (let i = 0; i < 8 && login.status !== 200; i++) {
+			await new Promise(r => setTimeout(r, 500));
 			login = await http(base, "POST", "/api/v1/auth/login", { body: { email: "root@example.com", password: "admin password 1" } });
 		}
 		expect(login.status).toBe(200);
