@@ -8,7 +8,7 @@ import { forbidden, isUniqueViolation, tooManyRequests, unauthorized, unprocessa
 import type { AppContext } from "../lib/types";
 import type { UserView } from "./users/view";
 import { generateKey, parsePrivateKey, publicJwk, toPem, type SigningKey } from "./auth/keys";
-import { clearFailures, lockedFor, recordFailure, type LockoutPolicy } from "./auth/lockout";
+import { clearFailures, releaseAttempt, reserveAttempt, type LockoutPolicy } from "./auth/lockout";
 import { defineModels, type AuthModels } from "./auth/models";
 import { migrations } from "./auth/migrations";
 import { checkPassword, dummyHash, hashPassword, passwordProblem } from "./auth/passwords";
@@ -37,6 +37,8 @@ interface Vars {
 	currentKey: SigningKey;
 	tokenSettings: TokenSettings;
 	lockout: LockoutPolicy;
+	bcryptCost: number;
+	refreshTtlSeconds: number;
 }
 
 type This = DbVars<AuthModels> & Methods & Vars & { broker: import("moleculer").ServiceBroker; logger: import("moleculer").Logger };
@@ -51,6 +53,8 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 
 	actions: {
 		register: {
+			// bcrypt-bound: under a burst of logins the thread pool queues hashes longer than the 2 s default.
+			timeout: 10000,
 			params: {
 				$$strict: true,
 				email: emailParam,
@@ -61,7 +65,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ email: string; password: string; name: string; phone?: string }>) {
 				const problem = passwordProblem(ctx.params.password);
 				if (problem) throw unprocessable(problem.message, [problem]);
-				const hash = await hashPassword(ctx.params.password, config().BCRYPT_COST);
+				const hash = await hashPassword(ctx.params.password, this.bcryptCost);
 				const id = crypto.randomUUID();
 				const user = await ctx.call<UserView, object>("users.create", {
 					id,
@@ -83,25 +87,33 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		},
 
 		login: {
+			// bcrypt-bound: under a burst of logins the thread pool queues hashes longer than the 2 s default.
+			timeout: 10000,
 			params: { $$strict: true, email: { type: "string", max: 320 }, password: passwordParam },
 			async handler(this: This, ctx: AppContext<{ email: string; password: string }>) {
 				const email = ctx.params.email.trim().toLowerCase();
-				const wait = await lockedFor(this.sequelize, email, this.lockout);
+				// Counted before the check, so concurrent guesses cannot slip past the limit.
+				const wait = await reserveAttempt(this.sequelize, email, this.lockout);
 				if (wait > 0) throw tooManyRequests("too many failed logins; try again later", wait);
 
-				const user = await ctx.call<UserView | null, object>("users.findByEmail", { email });
-				const credential = user ? await this.models.Credential.findByPk(user.id) : null;
-				const hash = credential?.get("password_hash") ?? (await dummyHash(config().BCRYPT_COST));
-				const ok = (await checkPassword(ctx.params.password, hash)) && !!user && !!credential;
-				if (!ok || !user) {
-					await recordFailure(this.sequelize, email, this.lockout);
-					throw unauthorized(INVALID_LOGIN);
+				let user: UserView | null;
+				let ok: boolean;
+				try {
+					user = await ctx.call<UserView | null, object>("users.findByEmail", { email });
+					const credential = user ? await this.models.Credential.findByPk(user.id) : null;
+					const hash = credential?.get("password_hash") ?? (await dummyHash(this.bcryptCost));
+					ok = (await checkPassword(ctx.params.password, hash)) && !!user && !!credential;
+				} catch (err) {
+					// Our failure, not a wrong guess: it does not count against the account.
+					await releaseAttempt(this.sequelize, email).catch(() => undefined);
+					throw err;
 				}
-				if (user.status !== "active") throw forbidden("this account is suspended");
+				if (!ok || !user) throw unauthorized(INVALID_LOGIN);
 				await clearFailures(this.sequelize, email);
+				if (user.status !== "active") throw forbidden("this account is suspended");
 
 				const { sid, refreshToken } = await this.transaction(t =>
-					openSession(this.models, t, user.id, ctx.meta.client ?? {}, config().REFRESH_TOKEN_TTL_S)
+					openSession(this.models, t, user.id, ctx.meta.client ?? {}, this.refreshTtlSeconds)
 				);
 				return this.tokenPair(user, sid, refreshToken);
 			}
@@ -137,7 +149,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 				}
 				const refreshToken = await this.transaction(async t => {
 					await session.update({ last_used_at: new Date() }, { transaction: t });
-					return issueRefreshToken(this.models, t, sid, config().REFRESH_TOKEN_TTL_S);
+					return issueRefreshToken(this.models, t, sid, this.refreshTtlSeconds);
 				});
 				return this.tokenPair(user, sid, refreshToken);
 			}
@@ -264,7 +276,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 				user = await this.broker.call<UserView, object>("users.update", { id: user.id, roles: [...user.roles, "admin"] });
 			}
 			if (!(await this.models.Credential.findByPk(user.id))) {
-				const password_hash = await hashPassword(password, config().BCRYPT_COST);
+				const password_hash = await hashPassword(password, this.bcryptCost);
 				await this.models.Credential.create({ user_id: user.id, password_hash }).catch(err => {
 					if (!isUniqueViolation(err)) throw err;
 				});
@@ -278,6 +290,9 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		const cfg = config();
 		this.tokenSettings = { issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE, accessTtlSeconds: cfg.ACCESS_TOKEN_TTL_S };
 		this.lockout = { maxFailures: cfg.LOGIN_MAX_FAILURES, windowMs: cfg.LOGIN_WINDOW_MS };
+		// Read once here, not per request: the environment the service was created with is the one that counts.
+		this.bcryptCost = cfg.BCRYPT_COST;
+		this.refreshTtlSeconds = cfg.REFRESH_TOKEN_TTL_S;
 	},
 
 	async started(this: This) {

@@ -530,7 +530,22 @@ const paths: Record<string, PathItemObject> = {
 			summary: "This document",
 			tags: ["docs"],
 			security: PUBLIC,
-			responses: { "200": plain("The OpenAPI 3.1 document.", { "application/json": { schema: { type: "object", required: ["openapi", "paths"] } } }) }
+			responses: {
+				"200": plain("The OpenAPI 3.1 document.", {
+					"application/json": {
+						schema: {
+							type: "object",
+							required: ["openapi", "info", "paths", "components"],
+							properties: {
+								openapi: { type: "string", pattern: "^3\\.1\\.\\d+$" },
+								info: { type: "object" },
+								paths: { type: "object" },
+								components: { type: "object" }
+							}
+						}
+					}
+				})
+			}
 		})
 	},
 	"/api/docs": {

@@ -53,15 +53,15 @@ export const RETRY_AFTER_UNAVAILABLE_S = 5;
 
 function fieldErrors(items: unknown): FieldError[] {
 	if (!Array.isArray(items)) return [];
-	return (items as ValidatorItem[]).map(item => {
+	return (items as ValidatorItem[]).flatMap(item => {
 		if (item.type === "objectStrict") {
+			// One entry per forbidden key, each named as the client sent it.
 			const keys = String(item.actual ?? "").split(",").map(k => k.trim()).filter(Boolean);
-			const field = keys.join(", ") || item.field || "";
-			return { field, message: `${field} is not an allowed field` };
+			return keys.map(field => ({ field, message: `${field} is not an allowed field` }));
 		}
 		const field = item.field ?? "";
 		const message = (item.message ?? "is invalid").replace(/^The '([^']*)' field/, "$1").replace(/\.$/, "");
-		return { field, message };
+		return [{ field, message }];
 	});
 }
 

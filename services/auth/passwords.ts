@@ -22,10 +22,11 @@ export function checkPassword(password: string, hash: string): Promise<boolean> 
 	return bcrypt.compare(password, hash);
 }
 
-let dummy: Promise<string> | undefined;
+const dummies = new Map<number, Promise<string>>();
 
 /** A hash to compare against when the account does not exist, so both cases take the same time. */
 export function dummyHash(cost: number): Promise<string> {
-	dummy ??= bcrypt.hash("not-a-real-password", cost);
+	let dummy = dummies.get(cost);
+	if (!dummy) dummies.set(cost, (dummy = bcrypt.hash("not-a-real-password", cost)));
 	return dummy;
 }

@@ -114,7 +114,7 @@ export async function http<T = any>(
 	if (opts.token) headers.authorization = `Bearer ${opts.token}`;
 	const res = await fetch(base + pathname, { method, headers, body });
 	const text = await res.text();
-	let parsed: unknown = undefined;
+	let parsed: unknown;
 	try {
 		parsed = text ? JSON.parse(text) : undefined;
 	} catch {

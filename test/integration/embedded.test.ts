@@ -69,7 +69,7 @@ describe("the embedded default: every service in one node on SQLite, no server",
 	it("create-admin CLI makes an admin by hand, and running it twice changes nothing", async () => {
 		await node?.stop("SIGTERM");
 		node = undefined;
-		const cliEnv = { ...process.env, NODE_ENV: "test", BCRYPT_COST: "4", LOG_LEVEL: "warn", DATA_DIR: dataDir, ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "ops password 1" };
+		const cliEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "test", BCRYPT_COST: "4", LOG_LEVEL: "warn", DATA_DIR: dataDir, ADMIN_EMAIL: "ops@example.com", ADMIN_PASSWORD: "ops password 1" };
 		delete cliEnv.TRANSPORTER;
 		const first = await run(process.execPath, ["dist/scripts/create-admin.js"], { cwd: ROOT, env: cliEnv });
 		expect(first.stdout).toMatch(/^admin ops@example.com \([0-9a-f-]{36}\) has roles admin, user$/m);

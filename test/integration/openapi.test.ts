@@ -1,0 +1,467 @@
+import crypto from "node:crypto";
+import Ajv2020 from "ajv/dist/2020";
+import addFormats from "ajv-formats";
+import type { HeaderObject, OpenApiDocument, OperationObject, Reference, ResponseObject, SchemaObject } from "../../services/api/openapi";
+import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type TestSystem } from "../helpers/system";
+
+// The contract test: the document the gateway serves describes every route it has, and every
+// real answer (success and error) matches the schema the document declares for it.
+
+const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"] as const;
+const BODY_LIMIT = 16 * 1024;
+const PASSWORD = "correct horse battery";
+
+/** A JSON pointer (as a URI fragment) to `segments` inside the document. */
+const pointer = (...segments: string[]) => segments.map(s => "/" + encodeURIComponent(s.replace(/~/g, "~0").replace(/\//g, "~1"))).join("");
+
+const isRef = (x: unknown): x is Reference => !!x && typeof x === "object" && typeof (x as Reference).$ref === "string";
+
+interface CallOptions {
+	params?: Record<string, string>;
+	query?: string;
+	body?: unknown;
+	raw?: string | Buffer;
+	token?: string;
+	headers?: Record<string, string>;
+	/** The body sent must break the request schema the document declares. */
+	invalidBody?: boolean;
+}
+
+/** Validates real answers against the document; records which statuses each operation gave. */
+class Contract {
+	readonly ajv: Ajv2020;
+	readonly seen = new Map<string, Set<number>>();
+
+	constructor(readonly doc: OpenApiDocument) {
+		this.ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
+		addFormats(this.ajv);
+		// The document's top-level members are not JSON Schema keywords: declare them so strict mode accepts the root.
+		this.ajv.addVocabulary(["openapi", "info", "servers", "tags", "security", "paths", "components", "jsonSchemaDialect", "webhooks", "externalDocs"]);
+		this.ajv.addSchema(doc as object, "openapi");
+	}
+
+	/** Follows a `#/...` reference inside the document; returns the target and its pointer. */
+	resolve<T>(value: T | Reference, at: string): [T, string] {
+		let v: unknown = value;
+		let p = at;
+		for (let i = 0; isRef(v); i++) {
+			if (i > 10 || !v.$ref.startsWith("#/")) throw new Error(`unresolvable $ref ${v.$ref} at ${p}`);
+			p = pointer(...v.$ref.slice(2).split("/").map(s => s.replace(/~1/g, "/").replace(/~0/g, "~")));
+			v = v.$ref
+				.slice(2)
+				.split("/")
+				.reduce<any>((o, k) => (o == null ? undefined : o[k.replace(/~1/g, "/").replace(/~0/g, "~")]), this.doc);
+			if (v === undefined) throw new Error(`dangling $ref at ${at}`);
+		}
+		return [v as T, p];
+	}
+
+	/** Validates `data` against the schema at `schemaPointer`; returns the errors (empty when valid). */
+	errors(schemaPointer: string, data: unknown): string[] {
+		const validate = this.ajv.getSchema("openapi#" + schemaPointer);
+		if (!validate) throw new Error(`no schema at ${schemaPointer}`);
+		if (validate(data)) return [];
+		return (validate.errors ?? []).map(e => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+	}
+
+	operation(method: string, path: string): OperationObject {
+		const op = this.doc.paths[path]?.[method as "get"];
+		if (!op) throw new Error(`the document has no operation ${method.toUpperCase()} ${path}`);
+		return op;
+	}
+
+	/** Checks one real answer against the response the document declares for its status. */
+	check(method: string, path: string, res: HttpResult): void {
+		const op = this.operation(method, path);
+		const where = `${method.toUpperCase()} ${path} -> ${res.status}`;
+		const key = `${method} ${path}`;
+		if (!this.seen.has(key)) this.seen.set(key, new Set());
+		this.seen.get(key)!.add(res.status);
+		const declared = op.responses[String(res.status)];
+		if (!declared) throw new Error(`${where}: status not documented (documented: ${Object.keys(op.responses).join(", ")}); body: ${res.text}`);
+		const [response, at] = this.resolve<ResponseObject>(declared, pointer("paths", path, method, "responses", String(res.status)));
+		this.checkHeaders(where, response, at, res);
+		this.checkContent(where, response, at, res);
+	}
+
+	checkHeaders(where: string, response: ResponseObject, at: string, res: HttpResult): void {
+		for (const [name, h] of Object.entries(response.headers ?? {})) {
+			const [spec, hp] = this.resolve<HeaderObject>(h, at + pointer("headers", name));
+			const value = res.headers.get(name);
+			if (value === null) {
+				if (spec.required) throw new Error(`${where}: required header ${name} missing`);
+				continue;
+			}
+			const typed = spec.schema.type === "integer" && /^-?\d+$/.test(value) ? Number(value) : value;
+			const errs = this.errors(hp + "/schema", typed);
+			if (errs.length) throw new Error(`${where}: header ${name}=${value} breaks its schema: ${errs.join("; ")}`);
+		}
+	}
+
+	checkContent(where: string, response: ResponseObject, at: string, res: HttpResult): void {
+		if (!response.content) {
+			if (res.text !== "") throw new Error(`${where}: the document declares no body, got ${res.text}`);
+			return;
+		}
+		const type = (res.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+		const media = response.content[type];
+		if (!media) throw new Error(`${where}: content type ${type} not documented (documented: ${Object.keys(response.content).join(", ")})`);
+		const json = type === "application/json" || type.endsWith("+json");
+		const data = json ? JSON.parse(res.text) : res.text;
+		const errs = this.errors(at + pointer("content", type, "schema"), data);
+		if (errs.length) throw new Error(`${where}: body breaks the documented schema: ${errs.join("; ")}; body: ${res.text.slice(0, 500)}`);
+	}
+
+	/** The pointer of an operation's JSON request body schema, if it has one. */
+	requestSchema(method: string, path: string): string | undefined {
+		const op = this.operation(method, path);
+		if (!op.requestBody?.content["application/json"]) return undefined;
+		return pointer("paths", path, method, "requestBody", "content", "application/json", "schema");
+	}
+
+	/** Sends a real request for the documented operation and checks the answer against the document. */
+	async call(base: string, method: string, path: string, opts: CallOptions = {}): Promise<HttpResult> {
+		const url = path.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(opts.params?.[name] ?? "")) + (opts.query ? `?${opts.query}` : "");
+		const res = await http(base, method.toUpperCase(), url, { body: opts.body, raw: opts.raw, token: opts.token, headers: opts.headers });
+		this.check(method, path, res);
+		const schemaAt = this.requestSchema(method, path);
+		if (schemaAt && opts.body !== undefined) {
+			const errs = this.errors(schemaAt, opts.body);
+			if (opts.invalidBody && !errs.length) throw new Error(`${method.toUpperCase()} ${path}: the request schema accepts ${JSON.stringify(opts.body)}`);
+			if (res.status < 300 && errs.length) throw new Error(`${method.toUpperCase()} ${path}: accepted a body the schema refuses: ${errs.join("; ")}`);
+		}
+		return res;
+	}
+}
+
+/** Every `$ref` string anywhere in a value. */
+function refsIn(value: unknown, out: string[] = []): string[] {
+	if (Array.isArray(value)) value.forEach(v => refsIn(v, out));
+	else if (value && typeof value === "object") {
+		for (const [k, v] of Object.entries(value)) {
+			if (k === "$ref" && typeof v === "string") out.push(v);
+			else refsIn(v, out);
+		}
+	}
+	return out;
+}
+
+describe("OpenAPI document and its contract", () => {
+	let sys: TestSystem;
+	let doc: OpenApiDocument;
+	let c: Contract;
+
+	beforeAll(async () => {
+		sys = await startSystem({ env: { LOGIN_MAX_FAILURES: "2", BODY_LIMIT_BYTES: String(BODY_LIMIT) } });
+		const res = await http(sys.url, "GET", "/api/openapi.json");
+		expect(res.status).toBe(200);
+		doc = res.body;
+		c = new Contract(doc);
+		c.check("get", "/api/openapi.json", res);
+	});
+	afterAll(async () => {
+		await sys?.stop();
+	});
+
+	it("is OpenAPI 3.1 and lists exactly the gateway's routes", () => {
+		expect(doc.openapi).toMatch(/^3\.1\.\d+$/);
+		expect(typeof doc.info.title).toBe("string");
+		expect(typeof doc.info.version).toBe("string");
+
+		const aliases = (sys.broker.getLocalService("api") as any).aliases as { method: string; fullPath?: string; path: string }[];
+		const routes = aliases.map(a => `${a.method.toUpperCase()} ${(a.fullPath ?? a.path).replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, "{$1}")}`).sort();
+		const documented = Object.entries(doc.paths)
+			.flatMap(([path, item]) => METHODS.filter(m => item[m as "get"]).map(m => `${m.toUpperCase()} ${path}`))
+			.sort();
+		expect(documented).toEqual(routes);
+	});
+
+	it("is self-consistent: refs resolve, schemas compile strictly, errors and headers are complete", () => {
+		for (const ref of refsIn(doc)) c.resolve({ $ref: ref }, "");
+		for (const name of ["User", "TokenPair", "Problem", "KycSubmission", "KycStatus", "Jwks", "Health", "Readiness"]) {
+			expect(doc.components.schemas[name]).toBeDefined();
+		}
+		for (const name of Object.keys(doc.components.schemas)) expect(c.ajv.getSchema("openapi#" + pointer("components", "schemas", name))).toBeDefined();
+		expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
+
+		const problem = c.errors(pointer("components", "schemas", "Problem"), { type: "about:blank", title: "x", status: 422, detail: "d", instance: "/", request_id: "r", errors: [{ field: "f", message: "m" }] });
+		expect(problem).toEqual([]);
+
+		const ids = new Set<string>();
+		for (const [path, item] of Object.entries(doc.paths)) {
+			for (const method of METHODS) {
+				const op = item[method as "get"];
+				if (!op) continue;
+				const where = `${method.toUpperCase()} ${path}`;
+				expect(ids.has(op.operationId)).toBe(false);
+				ids.add(op.operationId);
+
+				// Path parameters are declared, and only those.
+				const params = (op.parameters ?? []).map((p, i) => c.resolve(p, pointer("paths", path, method, "parameters", String(i))));
+				const inPath = [...path.matchAll(/\{(\w+)\}/g)].map(m => m[1]).sort();
+				expect([where, params.filter(([p]) => p.in === "path").map(([p]) => p.name).sort()]).toEqual([where, inPath]);
+				for (const [, at] of params) expect(c.ajv.getSchema("openapi#" + at + "/schema")).toBeDefined();
+
+				// Security names a declared scheme; public operations say so with `security: []`.
+				const security = op.security ?? doc.security;
+				for (const req of security) for (const scheme of Object.keys(req)) expect(doc.components.securitySchemes[scheme]).toBeDefined();
+				const secured = security.length > 0;
+
+				const statuses = Object.keys(op.responses);
+				expect([where, statuses.some(s => /^2\d\d$/.test(s))]).toEqual([where, true]);
+				const gateway = path.startsWith("/api/v1/") || path.startsWith("/.well-known/");
+				const required = [...(gateway ? ["400", "413", "415", "422", "429", "503"] : []), ...(secured ? ["401"] : [])];
+				for (const s of required) expect([where, s, statuses.includes(s)]).toEqual([where, s, true]);
+
+				for (const s of statuses) {
+					const [response, at] = c.resolve<ResponseObject>(op.responses[s], pointer("paths", path, method, "responses", s));
+					const names = Object.keys(response.headers ?? {});
+					expect([where, s, names.includes("X-Request-ID")]).toEqual([where, s, true]);
+					if (s === "429" || s === "503") expect([where, s, names.includes("Retry-After")]).toEqual([where, s, true]);
+					if (Number(s) >= 400 && !(path === "/health/ready" && s === "503")) {
+						expect([where, s, Object.keys(response.content ?? {})]).toEqual([where, s, ["application/problem+json"]]);
+					}
+					for (const type of Object.keys(response.content ?? {})) expect(c.ajv.getSchema("openapi#" + at + pointer("content", type, "schema"))).toBeDefined();
+				}
+
+				const bodyAt = c.requestSchema(method, path);
+				if (bodyAt) {
+					const [schema] = c.resolve<SchemaObject>(op.requestBody!.content["application/json"].schema, bodyAt);
+					expect([where, schema.type, schema.additionalProperties]).toEqual([where, "object", false]);
+				}
+			}
+		}
+	});
+
+	it("register: 201, 409, 422, 400, 415, 413", async () => {
+		const email = uniqueEmail("oa");
+		const created = await c.call(sys.url, "post", "/api/v1/auth/register", { body: { email, password: PASSWORD, name: "Ada Lovelace", phone: "+14155550123" } });
+		expect(created.status).toBe(201);
+		expect(created.headers.get("location")).toBe(`/api/v1/users/${created.body.id}`);
+
+		expect((await c.call(sys.url, "post", "/api/v1/auth/register", { body: { email: email.toUpperCase(), password: PASSWORD, name: "Again" } })).status).toBe(409);
+		for (const body of [
+			{ email: uniqueEmail("oa"), password: PASSWORD, name: "Root", roles: ["admin"] },
+			{ email: uniqueEmail("oa"), password: PASSWORD, name: "Kyc", kyc_status: "verified" },
+			{ email: "not-an-email", password: PASSWORD, name: "X" },
+			{ email: uniqueEmail("oa"), password: PASSWORD, name: "" },
+			{ email: uniqueEmail("oa"), password: "x".repeat(73), name: "Long" },
+			{ email: uniqueEmail("oa"), password: PASSWORD, name: "P", phone: "0155" },
+			{ email: uniqueEmail("oa"), name: "No password" }
+		]) {
+			const res = await c.call(sys.url, "post", "/api/v1/auth/register", { body, invalidBody: true });
+			expect([body, res.status]).toEqual([body, 422]);
+		}
+		// 7 bytes: refused by the action (the schema counts characters, the action bytes).
+		expect((await c.call(sys.url, "post", "/api/v1/auth/register", { body: { email: uniqueEmail("oa"), password: "1234567", name: "Short" } })).status).toBe(422);
+		// 8 bytes in 2 characters: allowed by both.
+		expect((await c.call(sys.url, "post", "/api/v1/auth/register", { body: { email: uniqueEmail("oa"), password: "😀😀", name: "Emoji" } })).status).toBe(201);
+
+		const bad = await c.call(sys.url, "post", "/api/v1/auth/register", { raw: '{"email":', headers: { "content-type": "application/json" } });
+		expect(bad.status).toBe(400);
+		const text = await c.call(sys.url, "post", "/api/v1/auth/register", { raw: "email=a@b.co", headers: { "content-type": "application/x-www-form-urlencoded" } });
+		expect(text.status).toBe(415);
+		const big = await c.call(sys.url, "post", "/api/v1/auth/register", {
+			raw: JSON.stringify({ email: uniqueEmail("oa"), password: PASSWORD, name: "x".repeat(BODY_LIMIT) }),
+			headers: { "content-type": "application/json" }
+		});
+		expect(big.status).toBe(413);
+	});
+
+	it("login: 200, 401, 403, 422, 429", async () => {
+		const { email, user } = await registerAndLogin(sys.url);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email, password: PASSWORD } })).status).toBe(200);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email: uniqueEmail("nobody"), password: PASSWORD } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email, password: PASSWORD, remember: true }, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email }, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: [email, PASSWORD], invalidBody: true })).status).toBe(422);
+
+		// LOGIN_MAX_FAILURES is 2 here: the third attempt is locked out, even with the right password.
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email, password: "wrong password" } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email, password: "wrong password" } })).status).toBe(401);
+		const locked = await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email, password: PASSWORD } });
+		expect(locked.status).toBe(429);
+
+		const other = await registerAndLogin(sys.url);
+		await sys.broker.call("users.update", { id: other.user.id, status: "suspended" });
+		expect((await c.call(sys.url, "post", "/api/v1/auth/login", { body: { email: other.email, password: PASSWORD } })).status).toBe(403);
+		expect(user.id).toBeTruthy();
+	});
+
+	it("refresh and logout: 200, 204, 401, 422", async () => {
+		const { tokens } = await registerAndLogin(sys.url);
+		const fresh = await c.call(sys.url, "post", "/api/v1/auth/refresh", { body: { refresh_token: tokens.refresh_token } });
+		expect(fresh.status).toBe(200);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/refresh", { body: { refresh_token: "not-a-token" } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/refresh", { body: {}, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/refresh", { body: { refresh_token: "" }, invalidBody: true })).status).toBe(422);
+
+		expect((await c.call(sys.url, "post", "/api/v1/auth/logout", { body: {} })).status).toBe(401);
+		const token = fresh.body.access_token as string;
+		expect((await c.call(sys.url, "post", "/api/v1/auth/logout", { token, body: { refresh_token: "" }, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/logout", { token, body: { refresh_token: fresh.body.refresh_token } })).status).toBe(204);
+		// The session's access token fails at once.
+		expect((await c.call(sys.url, "get", "/api/v1/users/me", { token })).status).toBe(401);
+
+		const again = await registerAndLogin(sys.url);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/logout", { token: again.token })).status).toBe(204);
+	});
+
+	it("users/me: 200, 401, 422; PATCH 200, 422", async () => {
+		const { token, user } = await registerAndLogin(sys.url);
+		const me = await c.call(sys.url, "get", "/api/v1/users/me", { token, headers: { "x-request-id": "oa-test:me.1" } });
+		expect(me.status).toBe(200);
+		expect(me.body).toEqual(user);
+		expect(me.headers.get("x-request-id")).toBe("oa-test:me.1");
+		expect((await c.call(sys.url, "get", "/api/v1/users/me")).status).toBe(401);
+		expect((await c.call(sys.url, "get", "/api/v1/users/me", { headers: { authorization: "Basic dXNlcjpwYXNz" } })).status).toBe(401);
+		expect((await c.call(sys.url, "get", "/api/v1/users/me", { token: "aaa.bbb.ccc" })).status).toBe(401);
+		const extra = await c.call(sys.url, "get", "/api/v1/users/me", { token, query: "debug=1" });
+		expect(extra.status).toBe(422);
+		expect(extra.body.errors).toEqual([expect.objectContaining({ field: "debug" })]);
+
+		const patched = await c.call(sys.url, "patch", "/api/v1/users/me", { token, body: { name: "Grace Hopper", phone: "+442071838750" } });
+		expect(patched.status).toBe(200);
+		expect(patched.body).toMatchObject({ name: "Grace Hopper", phone: "+442071838750" });
+		expect((await c.call(sys.url, "patch", "/api/v1/users/me", { token, body: { phone: null } })).body.phone).toBeNull();
+		for (const body of [{ email: "x@example.com" }, { roles: ["admin"] }, { status: "active" }, { phone: "12345" }, { name: "" }, { name: "x".repeat(101) }]) {
+			const res = await c.call(sys.url, "patch", "/api/v1/users/me", { token, body, invalidBody: true });
+			expect([body, res.status]).toEqual([body, 422]);
+		}
+		expect((await c.call(sys.url, "patch", "/api/v1/users/me", { body: { name: "Nobody" } })).status).toBe(401);
+	});
+
+	it("users/{id}: 200 self, 403 another user, 422 not a UUID, 200 and 404 for support", async () => {
+		const a = await registerAndLogin(sys.url);
+		const b = await registerAndLogin(sys.url);
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { token: a.token, params: { id: a.user.id } })).status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { token: a.token, params: { id: b.user.id } })).status).toBe(403);
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { token: a.token, params: { id: "not-a-uuid" } })).status).toBe(422);
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { params: { id: a.user.id } })).status).toBe(401);
+
+		await sys.broker.call("users.update", { id: b.user.id, roles: ["user", "support"] });
+		const support = await http(sys.url, "POST", "/api/v1/auth/login", { body: { email: b.email, password: PASSWORD } });
+		const token = support.body.access_token as string;
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { token, params: { id: a.user.id } })).body.id).toBe(a.user.id);
+		expect((await c.call(sys.url, "get", "/api/v1/users/{id}", { token, params: { id: crypto.randomUUID() } })).status).toBe(404);
+	});
+
+	it("users/me/kyc: GET 200, POST 202, 409, 422, 401", async () => {
+		const { token } = await registerAndLogin(sys.url);
+		const before = await c.call(sys.url, "get", "/api/v1/users/me/kyc", { token });
+		expect(before.body).toEqual({ kyc_status: "none", submitted_at: null, decided_at: null, reason: null });
+
+		const valid = { full_name: "Ada Lovelace", date_of_birth: "1990-12-10", country: "gb", document_type: "passport", document_number: "AB 123-456" };
+		for (const body of [
+			{ ...valid, document_type: "library_card" },
+			{ ...valid, country: "GBR" },
+			{ ...valid, date_of_birth: "10/12/1990" },
+			{ ...valid, document_number: "A1" },
+			{ ...valid, full_name: "" },
+			{ ...valid, kyc_status: "verified" },
+			{ full_name: "Ada Lovelace" }
+		]) {
+			const res = await c.call(sys.url, "post", "/api/v1/users/me/kyc", { token, body, invalidBody: true });
+			expect([body, res.status]).toEqual([body, 422]);
+		}
+		// A minor: the schema cannot say it, the action refuses it.
+		const minor = await c.call(sys.url, "post", "/api/v1/users/me/kyc", { token, body: { ...valid, date_of_birth: `${new Date().getUTCFullYear() - 10}-01-01` } });
+		expect(minor.status).toBe(422);
+
+		expect((await c.call(sys.url, "post", "/api/v1/users/me/kyc", { token, body: valid })).status).toBe(202);
+		expect((await c.call(sys.url, "post", "/api/v1/users/me/kyc", { token, body: valid })).status).toBe(409);
+		const after = await c.call(sys.url, "get", "/api/v1/users/me/kyc", { token });
+		expect(after.body).toMatchObject({ kyc_status: "pending", decided_at: null, reason: null });
+		expect(typeof after.body.submitted_at).toBe("string");
+
+		expect((await c.call(sys.url, "get", "/api/v1/users/me/kyc")).status).toBe(401);
+		expect((await c.call(sys.url, "post", "/api/v1/users/me/kyc", { body: valid })).status).toBe(401);
+	});
+
+	it("jwks, health, ready and the problem for an unknown route", async () => {
+		const jwks = await c.call(sys.url, "get", "/.well-known/jwks.json");
+		expect(jwks.status).toBe(200);
+		expect(jwks.body.keys.length).toBeGreaterThan(0);
+		expect((await c.call(sys.url, "get", "/.well-known/jwks.json", { query: "kid=x" })).status).toBe(422);
+		expect((await c.call(sys.url, "get", "/health")).body).toEqual({ status: "ok" });
+		const ready = await c.call(sys.url, "get", "/health/ready");
+		expect(ready.status).toBe(200);
+
+		for (const path of ["/api/v1/nope", "/nope", "/api/v1/users/me/nope"]) {
+			const res = await http(sys.url, "GET", path);
+			expect([path, res.status]).toEqual([path, 404]);
+			expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+			expect(res.headers.get("x-request-id")).toBe(res.body.request_id);
+			expect(c.errors(pointer("components", "schemas", "Problem"), res.body)).toEqual([]);
+			expect(res.body).toMatchObject({ status: 404, instance: path });
+		}
+	});
+
+	it("serves a docs page that loads only local assets", async () => {
+		const page = await c.call(sys.url, "get", "/api/docs");
+		expect(page.status).toBe(200);
+		expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+		expect(page.text).not.toMatch(/(https?:)?\/\/[a-z0-9.-]+\.[a-z]/i);
+		const refs = [...page.text.matchAll(/\b(?:src|href)\s*=\s*["']([^"']+)["']/gi)].map(m => m[1]);
+		expect(refs.length).toBeGreaterThan(0);
+		const expected: Record<string, RegExp> = { ".css": /^text\/css/, ".js": /^(application|text)\/javascript/ };
+		for (const ref of refs) {
+			expect(ref).toMatch(/^\/api\/docs\/[A-Za-z0-9._-]+$/);
+			const file = ref.slice("/api/docs/".length);
+			const res = await c.call(sys.url, "get", "/api/docs/{file}", { params: { file } });
+			expect([ref, res.status]).toEqual([ref, 200]);
+			expect(res.headers.get("content-type")).toMatch(expected[file.slice(file.lastIndexOf("."))]);
+			expect(res.text.length).toBeGreaterThan(0);
+			if (file === "init.js") {
+				expect(res.text).toContain("/api/openapi.json");
+				expect(res.text).not.toMatch(/https?:\/\//);
+			}
+		}
+		expect((await c.call(sys.url, "get", "/api/docs/{file}", { params: { file: "nope.js" } })).status).toBe(404);
+	});
+
+	it("documents the answers of a gateway whose services are down: 503 and 429", async () => {
+		// Only the gateway, no auth or users: every call is 503; the limiter still counts them.
+		const lone = await startSystem({ services: ["api"], sqlite: true, env: { RATE_LIMIT_MAX: "3" } });
+		try {
+			const ready = await c.call(lone.url, "get", "/health/ready");
+			expect(ready.status).toBe(503);
+			expect(ready.body).toEqual({ status: "unavailable", checks: { auth: "down", users: "down" } });
+			expect((await c.call(lone.url, "post", "/api/v1/auth/register", { body: { email: uniqueEmail("oa"), password: PASSWORD, name: "Down" } })).status).toBe(503);
+			expect((await c.call(lone.url, "get", "/api/v1/users/me", { token: "aaa.bbb.ccc" })).status).toBe(503);
+			expect((await c.call(lone.url, "get", "/.well-known/jwks.json")).status).toBe(503);
+			const limited = await c.call(lone.url, "get", "/.well-known/jwks.json");
+			expect(limited.status).toBe(429);
+			expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+			// Probes are never rate limited.
+			expect((await c.call(lone.url, "get", "/health")).status).toBe(200);
+		} finally {
+			await lone.stop();
+		}
+	});
+
+	it("exercised every operation, with its success and its error answers", () => {
+		const expected: Record<string, number[]> = {
+			"post /api/v1/auth/register": [201, 400, 409, 413, 415, 422, 503],
+			"post /api/v1/auth/login": [200, 401, 403, 422, 429],
+			"post /api/v1/auth/refresh": [200, 401, 422],
+			"post /api/v1/auth/logout": [204, 401, 422],
+			"get /api/v1/users/me": [200, 401, 422, 503],
+			"patch /api/v1/users/me": [200, 401, 422],
+			"get /api/v1/users/{id}": [200, 401, 403, 404, 422],
+			"get /api/v1/users/me/kyc": [200, 401],
+			"post /api/v1/users/me/kyc": [202, 401, 409, 422],
+			"get /.well-known/jwks.json": [200, 422, 429, 503],
+			"get /health": [200],
+			"get /health/ready": [200, 503],
+			"get /api/openapi.json": [200],
+			"get /api/docs": [200],
+			"get /api/docs/{file}": [200, 404]
+		};
+		const operations = Object.entries(doc.paths).flatMap(([path, item]) => METHODS.filter(m => item[m as "get"]).map(m => `${m} ${path}`));
+		expect(Object.keys(expected).sort()).toEqual(operations.sort());
+		for (const [op, statuses] of Object.entries(expected)) {
+			expect([op, [...(c.seen.get(op) ?? [])].sort()]).toEqual([op, expect.arrayContaining(statuses)]);
+		}
+	});
+});
