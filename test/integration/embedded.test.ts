@@ -51,6 +51,16 @@ describe("the embedded default: every service in one node on SQLite, no server",
 		expect(me.status).toBe(200);
 		const refreshed = await http(base, "POST", "/api/v1/auth/refresh", { body: { refresh_token: login.body.refresh_token } });
 		expect(refreshed.status).toBe(200);
+
+		// The request id a client sends is on the log lines its request causes (here: the reuse warning).
+		const reuse = await http(base, "POST", "/api/v1/auth/refresh", {
+			body: { refresh_token: login.body.refresh_token },
+			headers: { "x-request-id": "embedded-reuse-1" }
+		});
+		expect(reuse.status).toBe(401);
+		await new Promise(r => setTimeout(r, 200));
+		const tagged = node.lines.filter(l => l.includes("embedded-reuse-1")).map(l => JSON.parse(l));
+		expect(tagged).toEqual([expect.objectContaining({ level: "warn", service: "auth", request_id: "embedded-reuse-1" })]);
 	});
 
 	it("makes sure of the first admin from ADMIN_EMAIL/ADMIN_PASSWORD at start", async () => {
