@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { BrokerOptions } from "moleculer";
 import { brokerOptions } from "./lib/broker";
 import { config, ConfigError } from "./lib/config";
@@ -15,4 +16,21 @@ function load(): BrokerOptions {
 	}
 }
 
-export = load();
+/**
+ * moleculer-runner resolves each `SERVICES` name against SERVICEDIR (default: the working directory),
+ * where `users` would be the component folder `services/users/`: name the service files instead.
+ */
+function serviceFiles(list: string): string {
+	const ext = path.extname(__filename);
+	return list
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean)
+		.map(s => (/^[A-Za-z0-9_-]+$/.test(s) ? path.join(__dirname, "services", `${s}.service${ext}`) : s))
+		.join(",");
+}
+
+const options = load();
+if (process.env.SERVICES) process.env.SERVICES = serviceFiles(process.env.SERVICES);
+
+export = options;

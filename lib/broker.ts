@@ -1,7 +1,7 @@
 import os from "node:os";
 import { format } from "node:util";
 import pino from "pino";
-import type { BrokerOptions, Errors } from "moleculer";
+import { Errors, type BrokerOptions, type Context, type Middleware } from "moleculer";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 
@@ -53,6 +53,28 @@ function loggerOptions(cfg: Config): BrokerOptions["logger"] {
 	} as unknown as BrokerOptions["logger"];
 }
 
+/**
+ * Settles a remote call once its timeout has passed. Moleculer 0.15's Timeout middleware answers the
+ * caller and drops the pending request, but the promise it wrapped never settles: ContextTracker then
+ * keeps that context for ever (a leak, and every later stop waits SHUTDOWN_TIMEOUT_MS) and the circuit
+ * breaker never counts the timeout. User middlewares sit inside both, so rejecting here reaches them.
+ */
+export const SettleTimedOutCalls = {
+	name: "SettleTimedOutCalls",
+	remoteAction(next: (ctx: Context) => Promise<unknown>) {
+		return (ctx: Context) => {
+			const p = next(ctx);
+			const ms = Number(ctx.options.timeout);
+			if (!(ms > 0)) return p;
+			let timer: NodeJS.Timeout | undefined;
+			const late = new Promise<never>((_, reject) => {
+				timer = setTimeout(() => reject(new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" })), ms + 50);
+			});
+			return Promise.race([p, late]).finally(() => clearTimeout(timer));
+		};
+	}
+} as unknown as Middleware;
+
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	return {
@@ -87,7 +109,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		heartbeatTimeout: 15,
 		metrics: { enabled: false },
 		tracing: { enabled: false },
-		middlewares: [RequestScopeMiddleware],
+		middlewares: [RequestScopeMiddleware, SettleTimedOutCalls],
 		skipProcessEventRegistration: false
 	};
 }

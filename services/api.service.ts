@@ -6,7 +6,7 @@ import ApiGateway from "moleculer-web";
 import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
 import { unauthorized } from "../lib/errors";
-import { acceptRequestId } from "../lib/request-context";
+import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
 import { sendDocsAsset, sendDocsPage } from "./api/docs";
 import { openapiDocument } from "./api/openapi";
@@ -41,6 +41,7 @@ type Methods = {
 	authenticate(ctx: Context<unknown, any>, route: unknown, req: Req): Promise<AuthUser | null>;
 	verifyToken(ctx: Context, token: string): Promise<AuthUser>;
 	sendProblem(req: Req, res: Res, err: unknown): void;
+	errorHandler(req: Req, res: Res, err: unknown): void;
 	readiness(): Promise<{ ready: boolean; checks: Record<string, "ok" | "down"> }>;
 	clientIp(req: Req): string;
 };
@@ -101,6 +102,11 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	},
 
 	methods: {
+		/** Replaces moleculer-web's handler, which logs a second line with the stack for every 5xx. */
+		errorHandler(this: This, req: Req, res: Res, err: unknown) {
+			this.sendProblem(req, res, err);
+		},
+
 		clientIp(this: This, req: Req) {
 			return proxyaddr(req, this.trust);
 		},
@@ -130,7 +136,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			const { status, body, headers, internal } = toProblem(err, instance, requestId);
 			if (internal || status >= 500) {
 				const e = err as Error;
-				this.logger.error(`Request failed: ${req.method} ${instance} -> ${status} ${e?.name ?? ""}: ${e?.message ?? ""}`);
+				requestScope.run({ requestID: requestId }, () =>
+					this.logger.error(`Request failed: ${req.method} ${instance} -> ${status} ${e?.name ?? ""}: ${e?.message ?? ""}`)
+				);
 			}
 			if (res.headersSent) return void res.end();
 			res.statusCode = status;

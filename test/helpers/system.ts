@@ -34,6 +34,9 @@ export interface StartOptions {
 	sqlite?: boolean;
 }
 
+let starting = 0;
+let savedEnv: NodeJS.ProcessEnv | undefined;
+
 export const TEST_ENV: Record<string, string> = {
 	NODE_ENV: "test",
 	LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "fatal",
@@ -57,7 +60,10 @@ export async function startSystem(opts: StartOptions = {}): Promise<TestSystem> 
 		...(dbs?.env ?? {}),
 		...(opts.env ?? {})
 	};
-	const saved = { ...process.env };
+	// Services read the environment while they start. Starts that overlap share one saved copy, and the
+	// last to finish puts it back (overlapping starts must use the same databases, as the migration race test does).
+	if (starting++ === 0) savedEnv = { ...process.env };
+	const saved = savedEnv!;
 	for (const svc of ["AUTH", "USERS", "ADMIN", "PAYMENTS", "NOTIFICATIONS", "JOBS"]) delete process.env[`${svc}_DATABASE_URL`];
 	Object.assign(process.env, env);
 	resetConfig();
@@ -67,12 +73,12 @@ export async function startSystem(opts: StartOptions = {}): Promise<TestSystem> 
 		for (const name of services) broker.createService(SERVICES[name]);
 		await broker.start();
 	} catch (err) {
-		process.env = saved;
+		if (--starting === 0) process.env = saved;
 		resetConfig();
 		await broker.stop().catch(() => undefined);
 		throw err;
 	}
-	process.env = saved;
+	if (--starting === 0) process.env = saved;
 	resetConfig();
 	const api = services.includes("api") ? broker.getLocalService("api") : undefined;
 	const port = api ? ((api as unknown as { server: { address(): AddressInfo } }).server.address().port) : 0;

@@ -1,0 +1,55 @@
+import crypto from "node:crypto";
+import { Errors, ServiceBroker, type Context } from "moleculer";
+import { brokerOptions } from "../../lib/broker";
+import { loadConfig } from "../../lib/config";
+
+const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+
+/** Two brokers over the real NATS server, with the project's broker options (short timeout, eager breaker). */
+describe("broker options: a remote call that times out", () => {
+	let caller: ServiceBroker;
+	let callee: ServiceBroker;
+	const hung: Array<() => void> = [];
+
+	beforeAll(async () => {
+		const cfg = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "fatal", TRANSPORTER: NATS_URL, REQUEST_TIMEOUT_MS: "150" });
+		const namespace = `b${crypto.randomBytes(4).toString("hex")}`;
+		const base = brokerOptions(cfg, {});
+		caller = new ServiceBroker({
+			...base,
+			namespace,
+			nodeID: `caller-${namespace}`,
+			circuitBreaker: { ...base.circuitBreaker, minRequestCount: 3, threshold: 0.5 }
+		});
+		callee = new ServiceBroker({ ...base, namespace, nodeID: `callee-${namespace}` });
+		callee.createService({
+			name: "slow",
+			actions: {
+				hang: () => new Promise<void>(resolve => hung.push(resolve)),
+				fast: () => "fast"
+			}
+		});
+		await Promise.all([caller.start(), callee.start()]);
+		await caller.waitForServices("slow", 10000);
+	});
+
+	afterAll(async () => {
+		hung.forEach(release => release());
+		await Promise.allSettled([callee?.stop(), caller?.stop()]);
+	});
+
+	it("is answered with RequestTimeoutError, forgotten by the tracker and counted by the circuit breaker", async () => {
+		expect(await caller.call("slow.fast")).toBe("fast");
+		const errors: Error[] = [];
+		for (let i = 0; i < 3; i++) await caller.call("slow.hang").catch((err: Error) => errors.push(err));
+		expect(errors.map(e => e.constructor)).toEqual([Errors.RequestTimeoutError, Errors.RequestTimeoutError, Errors.RequestTimeoutError]);
+
+		// Nothing stays tracked, so a stop has nothing to wait for (Moleculer alone kept each one for ever).
+		const tracked = () => (caller as unknown as { _trackedContexts: Context[] })._trackedContexts.length;
+		for (let i = 0; i < 50 && tracked() > 0; i++) await new Promise(r => setTimeout(r, 20));
+		expect(tracked()).toBe(0);
+
+		// Three timeouts out of four calls open the circuit: the next call is refused at once.
+		await expect(caller.call("slow.hang")).rejects.toBeInstanceOf(Errors.ServiceNotAvailableError);
+	});
+});
