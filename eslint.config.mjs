@@ -6,6 +6,10 @@ export default tseslint.config(
 	js.configs.recommended,
 	...tseslint.configs.recommended,
 	{
+		files: ["**/*.js"],
+		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly", process: "readonly", setImmediate: "readonly" } }
+	},
+	{
 		rules: {
 			"@typescript-eslint/no-explicit-any": "off",
 			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
