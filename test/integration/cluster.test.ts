@@ -1,10 +1,9 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
+import { freePort, ROOT } from "../helpers/node-process";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, type HttpResult } from "../helpers/system";
 
@@ -13,11 +12,9 @@ import { http, registerAndLogin, type HttpResult } from "../helpers/system";
  * built code, finding each other over NATS, each with its own PostgreSQL database.
  */
 
-const ROOT = path.resolve(__dirname, "../..");
 const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
-const TSC = path.join(ROOT, "node_modules/typescript/bin/tsc");
-// A build of its own (same tsconfig, own folder under dist/): fresh code, and no race with anyone using dist/.
-const BUILD = path.join(ROOT, "dist", `.cluster-test-${process.pid}-${crypto.randomBytes(3).toString("hex")}`);
+// Built once for the whole run by test/global-setup.ts.
+const BUILD = path.join(ROOT, "dist");
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
 interface NodeProc {
@@ -27,17 +24,6 @@ interface NodeProc {
 	stderr: string[];
 	exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 	alive(): boolean;
-}
-
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.once("error", reject);
-		srv.listen(0, "127.0.0.1", () => {
-			const { port } = srv.address() as net.AddressInfo;
-			srv.close(() => resolve(port));
-		});
-	});
 }
 
 /** Runs the start command from the Dockerfile and README: the runner, the built config, the built services. */
@@ -129,9 +115,6 @@ describe("cluster: gateway+auth and users as two processes over NATS", () => {
 	};
 
 	beforeAll(async () => {
-		await promisify(execFile)(process.execPath, [TSC, "-p", "tsconfig.build.json", "--outDir", BUILD], { cwd: ROOT }).catch((err: Error & { stdout?: string }) => {
-			throw new Error(`the build failed:\n${err.stdout ?? err.message}`);
-		});
 		dbs = await createDatabases(["auth", "users"]);
 		const port = await freePort();
 		url = `http://127.0.0.1:${port}`;
@@ -159,7 +142,7 @@ describe("cluster: gateway+auth and users as two processes over NATS", () => {
 		for (const n of nodes) if (n.alive()) n.proc.kill("SIGKILL");
 		await Promise.all(nodes.map(n => n.exited));
 		await dbs?.drop();
-		for (const d of [...dataDirs, BUILD]) fs.rmSync(d, { recursive: true, force: true });
+		for (const d of dataDirs) fs.rmSync(d, { recursive: true, force: true });
 	}, 30000);
 
 	it("registers, logs in and reads the profile across the two nodes", async () => {
