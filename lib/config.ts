@@ -35,57 +35,57 @@ const optionalUrl = (protocols: string[]) =>
 	);
 
 const variables = z.object({
-		NODE_ENV: oneOf(["development", "production", "test"], "development"),
-		PORT: int(8000, 0, 65535),
-		NAMESPACE: z.string().regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only").default(""),
-		NODE_ID: optionalString,
-		TRANSPORTER: optionalUrl(["nats:", "tls:"]),
-		LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace"], "info"),
-		DATA_DIR: z.string().min(1).default("./data"),
-		REQUEST_TIMEOUT_MS: int(2000, 100, 600000),
-		SHUTDOWN_TIMEOUT_MS: int(10000, 0, 600000),
+	NODE_ENV: oneOf(["development", "production", "test"], "development"),
+	PORT: int(8000, 0, 65535),
+	NAMESPACE: z.string().regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only").default(""),
+	NODE_ID: optionalString,
+	TRANSPORTER: optionalUrl(["nats:", "tls:"]),
+	LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace"], "info"),
+	DATA_DIR: z.string().min(1).default("./data"),
+	REQUEST_TIMEOUT_MS: int(2000, 100, 600000),
+	SHUTDOWN_TIMEOUT_MS: int(10000, 0, 600000),
 
-		JWT_ISSUER: z.string().min(1).default("moleculer-microservices"),
-		JWT_AUDIENCE: z.string().min(1).default("moleculer-microservices-api"),
-		JWT_PRIVATE_KEY: optionalString,
-		JWT_KEY_ID: optionalString,
-		ACCESS_TOKEN_TTL_S: int(900, 30, 900),
-		REFRESH_TOKEN_TTL_S: int(30 * 24 * 3600, 300, 365 * 24 * 3600),
-		TOKEN_CACHE_TTL_MS: int(60000, 0, 900000),
-		BCRYPT_COST: int(12, 4, 15),
-		LOGIN_MAX_FAILURES: int(10, 1, 1000),
-		LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),
+	JWT_ISSUER: z.string().min(1).default("moleculer-microservices"),
+	JWT_AUDIENCE: z.string().min(1).default("moleculer-microservices-api"),
+	JWT_PRIVATE_KEY: optionalString,
+	JWT_KEY_ID: optionalString,
+	ACCESS_TOKEN_TTL_S: int(900, 30, 900),
+	REFRESH_TOKEN_TTL_S: int(30 * 24 * 3600, 300, 365 * 24 * 3600),
+	TOKEN_CACHE_TTL_MS: int(60000, 0, 900000),
+	BCRYPT_COST: int(12, 4, 15),
+	LOGIN_MAX_FAILURES: int(10, 1, 1000),
+	LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),
 
-		RATE_LIMIT_WINDOW_MS: int(60000, 1000, 3600000),
-		RATE_LIMIT_MAX: int(600, 1, 1000000),
-		REDIS_URL: optionalUrl(["redis:", "rediss:"]),
-		TRUSTED_PROXIES: z.string().default(""),
-		BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+	RATE_LIMIT_WINDOW_MS: int(60000, 1000, 3600000),
+	RATE_LIMIT_MAX: int(600, 1, 1000000),
+	REDIS_URL: optionalUrl(["redis:", "rediss:"]),
+	TRUSTED_PROXIES: z.string().default(""),
+	BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
 
-		ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
-			message: "must be an email address"
-		}),
-		ADMIN_PASSWORD: optionalString,
-		DB_POOL_MAX: int(10, 2, 200)
-	});
+	ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
+		message: "must be an email address"
+	}),
+	ADMIN_PASSWORD: optionalString,
+	DB_POOL_MAX: int(10, 2, 200)
+});
 
 /** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */
 export const CONFIG_VARIABLES = Object.keys(variables.shape);
 
 const schema = variables.superRefine((c, ctx) => {
-		if (c.NODE_ENV !== "test" && c.BCRYPT_COST < 10) {
-			ctx.addIssue({ code: "custom", path: ["BCRYPT_COST"], message: "must be at least 10 outside tests" });
-		}
-		if (c.ADMIN_EMAIL && !c.ADMIN_PASSWORD) {
-			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "is required when ADMIN_EMAIL is set" });
-		}
-		if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) < 8) {
-			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
-		}
-		if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) > 72) {
-			ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
-		}
-	});
+	if (c.NODE_ENV !== "test" && c.BCRYPT_COST < 10) {
+		ctx.addIssue({ code: "custom", path: ["BCRYPT_COST"], message: "must be at least 10 outside tests" });
+	}
+	if (c.ADMIN_EMAIL && !c.ADMIN_PASSWORD) {
+		ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "is required when ADMIN_EMAIL is set" });
+	}
+	if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) < 8) {
+		ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
+	}
+	if (c.ADMIN_PASSWORD && Buffer.byteLength(c.ADMIN_PASSWORD) > 72) {
+		ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must be 8 to 72 bytes" });
+	}
+});
 
 export type Config = z.infer<typeof schema> & { DATA_DIR: string };
 
