@@ -2,6 +2,7 @@ import os from "node:os";
 import { format } from "node:util";
 import pino from "pino";
 import { Errors, type BrokerOptions, type Context, type Middleware } from "moleculer";
+import { channelsMiddleware } from "./channels";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 
@@ -109,7 +110,8 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		heartbeatTimeout: 15,
 		metrics: { enabled: false },
 		tracing: { enabled: false },
-		middlewares: [RequestScopeMiddleware, SettleTimedOutCalls],
+		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
+		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls],
 		skipProcessEventRegistration: false
 	};
 }

@@ -13,7 +13,7 @@ const scoped =
 	(ctx: Context) =>
 		requestScope.run({ requestID: ctx.requestID }, () => handler(ctx));
 
-/** Runs every local action and event handler inside its request's scope, so logs carry the request id. */
+/** Runs every local action, event and channel handler inside its request's scope, so logs carry the request id. */
 export const RequestScopeMiddleware: Middleware = {
 	name: "RequestScope",
 	localAction(next: (ctx: Context) => unknown) {
@@ -21,6 +21,10 @@ export const RequestScopeMiddleware: Middleware = {
 	},
 	localEvent(next: (ctx: Context) => unknown) {
 		return scoped(next);
+	},
+	// @moleculer/channels handlers (with `context: true` the first argument is a Context).
+	localChannel(next: (ctx: Context, raw: unknown) => unknown) {
+		return (ctx: Context, raw: unknown) => requestScope.run({ requestID: ctx?.requestID }, () => next(ctx, raw));
 	}
 } as unknown as Middleware;
 

@@ -1,6 +1,8 @@
 import type { ServiceSchema } from "moleculer";
 import { Op, fn, col, where, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
+import { CHANNELS } from "../lib/channels";
 import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { conflict, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
 import type { AppContext } from "../lib/types";
@@ -10,7 +12,7 @@ import { toKycStatus, toUser, type UserView } from "./users/view";
 import { kycProblems, type KycInput } from "./users/kyc";
 
 type Settings = Record<string, never>;
-type Methods = DbMethods & {
+type Methods = DbMethods & OutboxMethods & {
 	findUser(id: string): Promise<UserView | null>;
 };
 type This = DbVars<UserModels> & Methods;
@@ -22,7 +24,7 @@ const roles = { type: "array", items: { type: "enum", values: [...ROLES] }, min:
 
 const UsersService: ServiceSchema<Settings, Methods, This> = {
 	name: "users",
-	mixins: [dbMixin({ service: "users", primary: "User", models: defineModels, migrations })],
+	mixins: [dbMixin({ service: "users", primary: "User", models: defineModels, migrations }), outboxMixin()],
 
 	actions: {
 		// ---- Public (aliased by the gateway) ----
@@ -118,8 +120,23 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 			},
 			async handler(this: This, ctx: AppContext<Partial<UserRow> & { email: string; name: string }>) {
 				try {
-					const row = await this.models.User.create({ ...ctx.params, email: ctx.params.email.toLowerCase(), roles: ctx.params.roles ?? ["user"] });
-					return toUser(row);
+					// The profile and its `user.created` event commit together (the welcome email follows from it).
+					const user = await this.transaction(async transaction => {
+						const row = await this.models.User.create(
+							{ ...ctx.params, email: ctx.params.email.toLowerCase(), roles: ctx.params.roles ?? ["user"] },
+							{ transaction }
+						);
+						const view = toUser(row);
+						await this.addToOutbox(transaction, {
+							channel: CHANNELS.userEvents,
+							type: "user.created",
+							data: { user_id: view.id, email: view.email, name: view.name },
+							requestId: ctx.requestID
+						});
+						return view;
+					});
+					this.kickOutbox();
+					return user;
 				} catch (err) {
 					if (isUniqueViolation(err)) throw conflict("email is already registered");
 					throw err;

@@ -1,5 +1,6 @@
 import { DataTypes } from "sequelize";
 import type { Migration } from "../../lib/db";
+import { outboxMigration } from "../../mixins/outbox.mixin";
 
 const now = { type: DataTypes.DATE, allowNull: false };
 
@@ -41,5 +42,6 @@ export const migrations: Migration[] = [
 			await qi.dropTable("kyc_submissions");
 			await qi.dropTable("users");
 		}
-	}
+	},
+	outboxMigration("002-outbox")
 ];

@@ -8,7 +8,7 @@ import { createDatabases, query, type TestDatabases } from "../helpers/pg";
 import { startSystem, uniqueEmail, type TestSystem } from "../helpers/system";
 
 const CASES = [
-	{ service: "users", names: usersMigrations.map(m => m.name), tables: ["users", "kyc_submissions"] },
+	{ service: "users", names: usersMigrations.map(m => m.name), tables: ["users", "kyc_submissions", "outbox"] },
 	{ service: "auth", names: authMigrations.map(m => m.name), tables: ["credentials", "sessions", "refresh_tokens", "signing_keys", "login_failures"] }
 ];
 

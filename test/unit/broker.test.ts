@@ -14,6 +14,7 @@ describe("broker options: a remote call that times out", () => {
 	beforeAll(async () => {
 		const cfg = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "fatal", TRANSPORTER: NATS_URL, REQUEST_TIMEOUT_MS: "150" });
 		const namespace = `b${crypto.randomBytes(4).toString("hex")}`;
+		// Options per broker: middlewares (the channels adapter among them) belong to one broker each.
 		const base = brokerOptions(cfg, {});
 		caller = new ServiceBroker({
 			...base,
@@ -21,7 +22,7 @@ describe("broker options: a remote call that times out", () => {
 			nodeID: `caller-${namespace}`,
 			circuitBreaker: { ...base.circuitBreaker, minRequestCount: 3, threshold: 0.5 }
 		});
-		callee = new ServiceBroker({ ...base, namespace, nodeID: `callee-${namespace}` });
+		callee = new ServiceBroker({ ...brokerOptions(cfg, {}), namespace, nodeID: `callee-${namespace}` });
 		callee.createService({
 			name: "slow",
 			actions: {
