@@ -61,12 +61,33 @@ const variables = z.object({
 	REDIS_URL: optionalUrl(["redis:", "rediss:"]),
 	TRUSTED_PROXIES: z.string().default(""),
 	BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
+	READY_SERVICES: z.string().regex(/^[a-z0-9,-]*$/, "must be a comma list of service names").default("auth,users,payments,notifications"),
 
 	ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
 		message: "must be an email address"
 	}),
 	ADMIN_PASSWORD: optionalString,
-	DB_POOL_MAX: int(10, 2, 200)
+	DB_POOL_MAX: int(10, 2, 200),
+
+	// Payments
+	STRIPE_API_KEY: optionalString,
+	STRIPE_WEBHOOK_SECRET: optionalString,
+	STRIPE_API_URL: optionalUrl(["http:", "https:"]),
+	IDEMPOTENCY_TTL_S: int(24 * 3600, 60, 30 * 24 * 3600),
+	IDEMPOTENCY_LOCK_MS: int(30000, 100, 3600000),
+	OUTBOX_POLL_MS: int(1000, 10, 60000),
+
+	// Notifications
+	SMTP_URL: optionalUrl(["smtp:", "smtps:"]),
+	EMAIL_FROM: z.string().min(3).default("Moleculer Microservices <no-reply@localhost>"),
+	TWILIO_ACCOUNT_SID: optionalString,
+	TWILIO_AUTH_TOKEN: optionalString,
+	TWILIO_FROM: optionalString,
+	TWILIO_API_URL: optionalUrl(["http:", "https:"]),
+	NOTIFY_MAX_ATTEMPTS: int(5, 1, 50),
+	NOTIFY_RETRY_BASE_MS: int(1000, 10, 3600000),
+	NOTIFY_LEASE_MS: int(15000, 100, 3600000),
+	NOTIFY_PUMP_MS: int(1000, 10, 60000)
 });
 
 /** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */
@@ -75,6 +96,11 @@ export const CONFIG_VARIABLES = Object.keys(variables.shape);
 const schema = variables.superRefine((c, ctx) => {
 	if (c.NODE_ENV !== "test" && c.BCRYPT_COST < 10) {
 		ctx.addIssue({ code: "custom", path: ["BCRYPT_COST"], message: "must be at least 10 outside tests" });
+	}
+	const twilio = [c.TWILIO_ACCOUNT_SID, c.TWILIO_AUTH_TOKEN, c.TWILIO_FROM].filter(Boolean).length;
+	if (twilio > 0 && twilio < 3) {
+		const missing = !c.TWILIO_ACCOUNT_SID ? "TWILIO_ACCOUNT_SID" : !c.TWILIO_AUTH_TOKEN ? "TWILIO_AUTH_TOKEN" : "TWILIO_FROM";
+		ctx.addIssue({ code: "custom", path: [missing], message: "is required when any TWILIO_ variable is set" });
 	}
 	if (c.ADMIN_EMAIL && !c.ADMIN_PASSWORD) {
 		ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "is required when ADMIN_EMAIL is set" });

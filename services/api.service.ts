@@ -28,10 +28,10 @@ type Next = (err?: unknown) => void;
 /** Actions a client may call without a token. */
 const PUBLIC_ACTIONS = new Set(["auth.register", "auth.login", "auth.refresh", "auth.jwks"]);
 
-/** Services the API cannot answer without; `/health/ready` checks each one and its database. */
-const READY_SERVICES = ["auth", "users"];
 
 interface Vars {
+	/** Services the API cannot answer without; `/health/ready` checks each one and its database. */
+	readyServices: string[];
 	tokens: TokenCache;
 	rateLimit: RateLimit;
 	trust: (addr: string, i: number) => boolean;
@@ -151,7 +151,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		async readiness(this: This) {
 			const checks: Record<string, "ok" | "down"> = {};
 			await Promise.all(
-				READY_SERVICES.map(async name => {
+				this.readyServices.map(async name => {
 					try {
 						const r = await this.broker.call<{ db: boolean }, object>(`${name}.health`, {}, { timeout: 1000, retries: 0 });
 						checks[name] = r.db ? "ok" : "down";
@@ -174,6 +174,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	created(this: This) {
 		const cfg = config();
 		this.tokens = new TokenCache(cfg.TOKEN_CACHE_TTL_MS);
+		this.readyServices = cfg.READY_SERVICES.split(",").map(v => v.trim()).filter(Boolean);
 		this.trust = proxyaddr.compile(cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean));
 		this.rateLimit = createRateLimit({
 			windowMs: cfg.RATE_LIMIT_WINDOW_MS,
@@ -197,6 +198,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 				next(err);
 			}
 		};
+		const rawText = ApiGateway.bodyParser.text({ limit: cfg.BODY_LIMIT_BYTES, type: () => true });
 		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
 		const api = {
 			mappingPolicy: "restrict",
@@ -225,7 +227,35 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					"PATCH /users/me": "users.updateMe",
 					"GET /users/me/kyc": "users.kycStatus",
 					"POST /users/me/kyc": "users.submitKyc",
-					"GET /users/:id": "users.getById"
+					"GET /users/:id": "users.getById",
+					"POST /payments/charge": "payments.charge",
+					"GET /payments": "payments.list",
+					"GET /payments/:id": "payments.get",
+					"GET /payments/:id/receipt": "payments.receipt",
+					"GET /notifications": "notifications.list"
+				},
+				onBeforeCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+					// Headers an action needs travel as meta, never as params a client could also send in the body.
+					const key = req.headers["idempotency-key"];
+					ctx.meta.idempotencyKey = typeof key === "string" ? key : undefined;
+				}
+			},
+			{
+				// Stripe signs the raw bytes: the body reaches the action as text, unparsed, with its signature.
+				name: "webhooks",
+				path: "/api/v1/webhooks",
+				mappingPolicy: "restrict",
+				autoAliases: false,
+				bodyParsers: false,
+				mergeParams: false,
+				use: [rateLimited, requireJson, rawText],
+				aliases: { "POST /stripe": "payments.stripeWebhook" },
+				onBeforeCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req & { $params: Record<string, unknown> }) {
+					const sig = req.headers["stripe-signature"];
+					req.$params = { payload: typeof req.body === "string" ? req.body : "", signature: typeof sig === "string" ? sig : "" };
+				},
+				onError(this: This, req: Req, res: Res, err: unknown) {
+					this.sendProblem(req, res, err);
 				}
 			},
 			{

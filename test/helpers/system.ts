@@ -5,13 +5,13 @@ import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
-import { loadConfig, resetConfig } from "../../lib/config";
-import ApiService from "../../services/api.service";
-import AuthService from "../../services/auth.service";
-import UsersService from "../../services/users.service";
+import { DB_SERVICES, loadConfig, resetConfig } from "../../lib/config";
 import { createDatabases, type TestDatabases } from "./pg";
 
-export const SERVICES: Record<string, ServiceSchema<any, any, any>> = { api: ApiService, auth: AuthService, users: UsersService };
+/** A service schema by name, as `services/<name>.service.ts` exports it. */
+export function serviceSchema(name: string): ServiceSchema<any, any, any> {
+	return require(`../../services/${name}.service`).default;
+}
 
 export interface TestSystem {
 	broker: ServiceBroker;
@@ -52,11 +52,12 @@ export async function startSystem(opts: StartOptions = {}): Promise<TestSystem> 
 	const services = opts.services ?? ["api", "auth", "users"];
 	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-test-"));
 	const ownDbs = !opts.dbs && !opts.sqlite;
-	const dbs = opts.dbs ?? (opts.sqlite ? undefined : await createDatabases(["auth", "users"]));
+	const dbs = opts.dbs ?? (opts.sqlite ? undefined : await createDatabases(services.filter(s => (DB_SERVICES as readonly string[]).includes(s))));
 	const env: Record<string, string> = {
 		...TEST_ENV,
 		DATA_DIR: dataDir,
 		NAMESPACE: `t${crypto.randomBytes(4).toString("hex")}`,
+		READY_SERVICES: services.filter(s => s !== "api").join(",") || "auth,users",
 		...(dbs?.env ?? {}),
 		...(opts.env ?? {})
 	};
@@ -70,7 +71,7 @@ export async function startSystem(opts: StartOptions = {}): Promise<TestSystem> 
 	const cfg = loadConfig(process.env);
 	const broker = new ServiceBroker({ ...brokerOptions(cfg), nodeID: `test-${crypto.randomBytes(3).toString("hex")}` });
 	try {
-		for (const name of services) broker.createService(SERVICES[name]);
+		for (const name of services) broker.createService(serviceSchema(name));
 		await broker.start();
 	} catch (err) {
 		if (--starting === 0) process.env = saved;

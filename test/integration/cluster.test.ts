@@ -124,7 +124,8 @@ describe("cluster: gateway+auth and users as two processes over NATS", () => {
 			NODE_ENV: "test",
 			BCRYPT_COST: "4",
 			LOG_LEVEL: "info",
-			PORT: String(port)
+			PORT: String(port),
+			READY_SERVICES: "auth,users"
 		};
 		const dataDir = () => {
 			const d = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-cluster-"));
