@@ -33,13 +33,14 @@ export const STREAM_CONFIG = {
 };
 
 /** What every channel subscription uses; spread into a service's `channels` entry. */
-export function channelOptions(group: string, extra: { maxInFlight?: number } = {}) {
+export function channelOptions(group: string, extra: { maxInFlight?: number; deadLettering?: boolean } = {}) {
 	return {
 		group,
 		context: true,
 		maxRetries: MAX_RETRIES,
 		maxInFlight: extra.maxInFlight ?? 10,
-		deadLettering: { enabled: true, queueName: CHANNELS.deadLetter },
+		// Off for the consumer of the dead-letter channel itself, which must not feed back into it.
+		deadLettering: { enabled: extra.deadLettering ?? true, queueName: CHANNELS.deadLetter },
 		nats: {
 			streamConfig: STREAM_CONFIG,
 			// A consumer group created after messages arrived still gets them; consumers are idempotent.

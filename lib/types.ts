@@ -12,8 +12,11 @@ export interface AppMeta {
 	user?: AuthUser | null;
 	/** Client details the gateway forwards (never taken from headers it does not trust). */
 	client?: { ip?: string; user_agent?: string };
+	/** The `Idempotency-Key` header of a charge, forwarded by the gateway. */
+	idempotencyKey?: string;
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
+	$responseType?: string;
 	$location?: string;
 }
 

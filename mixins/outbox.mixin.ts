@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import type { ServiceSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Sequelize, type Transaction } from "sequelize";
 import { channelsConnected, publish } from "../lib/channels";
+import { config } from "../lib/config";
 import type { Migration } from "../lib/db";
 
 /** What a channel message carries: the event, its id (also the JetStream msgID) and when it happened. */
@@ -79,7 +80,6 @@ const BATCH = 100;
  * msgID, and consumers remember event ids, so a row published twice still has one effect.
  */
 export function outboxMixin(opts: { pollMs?: number } = {}): Partial<ServiceSchema> {
-	const pollMs = opts.pollMs ?? 1000;
 	return {
 		methods: {
 			async addToOutbox(this: This, t: Transaction, event: OutboxEvent): Promise<string> {
@@ -141,7 +141,7 @@ export function outboxMixin(opts: { pollMs?: number } = {}): Partial<ServiceSche
 		},
 
 		started(this: This) {
-			this.outboxTimer = setInterval(() => void this.relayOutbox(), pollMs);
+			this.outboxTimer = setInterval(() => void this.relayOutbox(), opts.pollMs ?? config().OUTBOX_POLL_MS);
 			this.outboxTimer.unref();
 		},
 

@@ -1,6 +1,8 @@
 // The OpenAPI 3.1 document of every public route the gateway serves (contract: /work/shared/API.md).
 // Request schemas mirror the `params` of the actions behind each route; keep them in step.
 
+import { CURRENCIES } from "../payments/currencies";
+
 /** A JSON Schema 2020-12 object, as OpenAPI 3.1 uses it. */
 export interface SchemaObject {
 	$ref?: string;
@@ -251,6 +253,158 @@ const schemas: Record<string, SchemaObject> = {
 			}
 		}
 	},
+	Payment: {
+		type: "object",
+		description: "A charge. `amount` and `amount_refunded` are integers in the currency's minor unit (1999 usd is $19.99).",
+		additionalProperties: false,
+		required: [
+			"id",
+			"user_id",
+			"amount",
+			"currency",
+			"description",
+			"status",
+			"provider",
+			"provider_payment_id",
+			"amount_refunded",
+			"failure_reason",
+			"receipt_number",
+			"created_at",
+			"updated_at"
+		],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			user_id: { type: "string", format: "uuid" },
+			amount: { type: "integer", minimum: 1, maximum: 99999999 },
+			currency: { type: "string", enum: CURRENCIES, description: "Lowercase ISO 4217." },
+			description: { type: ["string", "null"], maxLength: 500 },
+			status: { type: "string", enum: ["processing", "succeeded", "failed", "refunded", "partially_refunded"] },
+			provider: { type: "string", enum: ["simulated", "stripe"] },
+			provider_payment_id: { type: ["string", "null"], description: "The provider's PaymentIntent id (the `payment_intent` Stripe's charge events name)." },
+			amount_refunded: { type: "integer", minimum: 0, maximum: 99999999 },
+			failure_reason: { type: ["string", "null"], description: "Why the card was declined, e.g. `card_declined`, `insufficient_funds`, `authentication_required`." },
+			receipt_number: { type: ["string", "null"], pattern: "^R-\\d{4}-\\d{6,}$", description: "Given when the payment succeeds: unique, sequential per year." },
+			created_at: dateTime,
+			updated_at: dateTime
+		}
+	},
+	ChargeRequest: {
+		type: "object",
+		additionalProperties: false,
+		description: "Any other field is refused with 422. Sent with an `Idempotency-Key` header.",
+		required: ["amount", "currency", "payment_method"],
+		properties: {
+			amount: { type: "integer", minimum: 1, maximum: 99999999, description: "In the currency's minor unit; a JSON integer (not a string or a float)." },
+			currency: { type: "string", enum: CURRENCIES, description: "Lowercase ISO 4217." },
+			payment_method: {
+				type: "string",
+				minLength: 1,
+				maxLength: 255,
+				description: "A payment method id; Stripe's test values work, e.g. `pm_card_visa` (succeeds), `pm_card_chargeDeclined`, `pm_card_authenticationRequired` (declined). An unknown one is 422."
+			},
+			description: { type: "string", maxLength: 500 },
+			user_id: { type: "string", format: "uuid", description: "When present, must be the caller (403 otherwise)." }
+		},
+		examples: [{ amount: 1999, currency: "usd", payment_method: "pm_card_visa", description: "Order #1001" }]
+	},
+	PaymentList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("Payment"), description: "Newest first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
+	Receipt: {
+		type: "object",
+		additionalProperties: false,
+		required: ["receipt_number", "payment_id", "amount", "currency", "issued_at", "customer", "description"],
+		properties: {
+			receipt_number: { type: "string", pattern: "^R-\\d{4}-\\d{6,}$", examples: ["R-2026-000042"] },
+			payment_id: { type: "string", format: "uuid" },
+			amount: { type: "integer", minimum: 1 },
+			currency: { type: "string", enum: CURRENCIES },
+			issued_at: dateTime,
+			customer: {
+				type: "object",
+				additionalProperties: false,
+				required: ["name", "email"],
+				properties: { name: { type: ["string", "null"] }, email: { type: ["string", "null"], format: "email" } }
+			},
+			description: { type: ["string", "null"] }
+		}
+	},
+	PaymentDeclined: {
+		type: "object",
+		description: "A problem for a declined card; the payment is stored as `failed`.",
+		allOf: [schema("Problem")],
+		required: ["payment_id", "failure_reason"],
+		properties: {
+			status: { type: "integer", const: 402 },
+			payment_id: { type: "string", format: "uuid" },
+			failure_reason: { type: "string" }
+		}
+	},
+	StripeEvent: {
+		type: "object",
+		additionalProperties: false,
+		description: "A Stripe event, as Stripe sends it (https://docs.stripe.com/api/events/object).",
+		required: ["id", "type", "data"],
+		properties: {
+			id: { type: "string" },
+			object: { type: "string", const: "event" },
+			account: { type: "string" },
+			api_version: { type: ["string", "null"] },
+			context: { type: "string" },
+			created: { type: "integer" },
+			data: { type: "object", required: ["object"], properties: { object: { type: "object" }, previous_attributes: { type: "object" } } },
+			livemode: { type: "boolean" },
+			pending_webhooks: { type: "integer" },
+			request: { type: ["object", "null"] },
+			type: { type: "string", examples: ["payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"] }
+		}
+	},
+	WebhookReceived: {
+		type: "object",
+		additionalProperties: false,
+		required: ["received"],
+		properties: { received: { type: "boolean", const: true } }
+	},
+	Notification: {
+		type: "object",
+		description: "One message sent (or being sent) to the caller: an email or an SMS.",
+		additionalProperties: false,
+		required: ["id", "channel", "template", "to", "status", "attempts", "request_id", "created_at", "sent_at"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			channel: { type: "string", enum: ["email", "sms"] },
+			template: { type: "string", description: "e.g. welcome, receipt, payment_failed, refund." },
+			to: { type: "string", description: "The email address or E.164 phone number it goes to." },
+			status: {
+				type: "string",
+				enum: ["queued", "sent", "failed", "dead"],
+				description: "`failed` is retried with backoff; `dead` after the last attempt."
+			},
+			attempts: { type: "integer", minimum: 0 },
+			request_id: { type: ["string", "null"], description: "The id of the request that caused it." },
+			created_at: dateTime,
+			sent_at: nullableDateTime
+		}
+	},
+	NotificationList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("Notification"), description: "Newest first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
 	FieldError: {
 		type: "object",
 		additionalProperties: false,
@@ -294,7 +448,12 @@ const headers: Record<string, HeaderObject> = {
 	"RateLimit-Limit": { description: "Requests allowed per window for this client.", required: true, schema: { type: "integer", minimum: 1 } },
 	"RateLimit-Remaining": { description: "Requests left in the current window.", required: true, schema: { type: "integer", minimum: 0 } },
 	"RateLimit-Reset": { description: "Seconds until the window resets.", required: true, schema: { type: "integer", minimum: 0 } },
-	Location: { description: "The new resource.", required: true, schema: { type: "string" } }
+	Location: { description: "The new resource.", required: true, schema: { type: "string" } },
+	"Idempotent-Replayed": {
+		description: "`true` on an answer replayed for a repeated Idempotency-Key (nothing was charged again).",
+		required: false,
+		schema: { type: "string", const: "true" }
+	}
 };
 
 const RATE_HEADERS = { "RateLimit-Limit": header("RateLimit-Limit"), "RateLimit-Remaining": header("RateLimit-Remaining"), "RateLimit-Reset": header("RateLimit-Reset") };
@@ -327,7 +486,16 @@ const parameters: Record<string, ParameterObject> = {
 		description: "A request id to use for this request (1-128 chars of [A-Za-z0-9._:-]); anything else is replaced.",
 		schema: { type: "string" }
 	},
-	UserId: { name: "id", in: "path", required: true, description: "A user id (422 when not a UUID).", schema: { type: "string", format: "uuid" } }
+	UserId: { name: "id", in: "path", required: true, description: "A user id (422 when not a UUID).", schema: { type: "string", format: "uuid" } },
+	PaymentId: { name: "id", in: "path", required: true, description: "A payment id (422 when not a UUID).", schema: { type: "string", format: "uuid" } },
+	IdempotencyKey: {
+		name: "Idempotency-Key",
+		in: "header",
+		required: true,
+		description:
+			"Required (400 without). Per user, kept 24 h: the same key with the same body replays the first answer (`Idempotent-Replayed: true`) and charges nothing; with another body it is 422; while the first request runs, 409.",
+		schema: { type: "string", minLength: 1, maxLength: 255 }
+	}
 };
 
 const json = (name: string) => ({ "application/json": { schema: schema(name) } });
@@ -378,6 +546,18 @@ const plain = (description: string, content: Record<string, MediaTypeObject>, ex
 	headers: { "X-Request-ID": header("X-Request-ID"), ...extra },
 	content
 });
+
+// Payments: the 402 of a declined card, and the list paging parameters.
+const paymentDeclined: ResponseObject = {
+	description: "The card was declined; the payment is stored as `failed`. A replay of this answer carries `Idempotent-Replayed: true`.",
+	headers: { "X-Request-ID": header("X-Request-ID"), "Idempotent-Replayed": header("Idempotent-Replayed") },
+	content: { "application/problem+json": { schema: schema("PaymentDeclined") } }
+};
+const paymentListParameters: ParameterObject[] = [
+	{ name: "limit", in: "query", required: false, description: "1 to 100 (default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
+	{ name: "offset", in: "query", required: false, description: "Default 0.", schema: { type: "integer", minimum: 0 } }
+];
+const paymentId = { $ref: "#/components/parameters/PaymentId" };
 
 const paths: Record<string, PathItemObject> = {
 	"/api/v1/auth/register": {
@@ -485,6 +665,95 @@ const paths: Record<string, PathItemObject> = {
 			}
 		})
 	},
+	"/api/v1/payments/charge": {
+		post: op({
+			operationId: "charge",
+			summary: "Charge the caller's payment method",
+			description:
+				"Idempotent by the `Idempotency-Key` header. A decline is 402 with the payment stored as `failed`. The receipt email and SMS follow through the queue; the answer does not wait for them.",
+			tags: ["payments"],
+			parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+			requestBody: body("ChargeRequest"),
+			responses: {
+				"201": ok("The payment (or the replay of the first answer for this key).", "Payment", { Location: header("Location"), "Idempotent-Replayed": header("Idempotent-Replayed") }),
+				...errors(["400", "401", "402", "403", "409", "422"], {
+					"400": problem("The `Idempotency-Key` header is missing or longer than 255 characters; or the body is not valid JSON."),
+					"402": paymentDeclined,
+					"403": problem("`user_id` names another user."),
+					"409": problem("A request with this `Idempotency-Key` is still being processed."),
+					"422": problem("Validation failed; an unknown `payment_method`; or the `Idempotency-Key` was used with a different body."),
+					"503": problem("The payment provider (or a needed service) is unavailable; retry with the same `Idempotency-Key`.", { "Retry-After": header("Retry-After") })
+				})
+			}
+		})
+	},
+	"/api/v1/payments": {
+		get: op({
+			operationId: "listPayments",
+			summary: "The caller's payments",
+			tags: ["payments"],
+			parameters: paymentListParameters,
+			responses: { "200": ok("A page of payments, newest first.", "PaymentList"), ...errors(["401"]) }
+		})
+	},
+	"/api/v1/payments/{id}": {
+		get: op({
+			operationId: "getPayment",
+			summary: "A payment by id",
+			description: "Allowed for its owner and for `support` and `admin`.",
+			tags: ["payments"],
+			parameters: [paymentId],
+			responses: {
+				"200": ok("The payment.", "Payment"),
+				...errors(["401", "403", "404"], { "403": problem("Another user's payment, without the support or admin role.") })
+			}
+		})
+	},
+	"/api/v1/payments/{id}/receipt": {
+		get: op({
+			operationId: "getReceipt",
+			summary: "The receipt of a succeeded payment",
+			description: "Exists once the payment has succeeded (and stays when it is refunded).",
+			tags: ["payments"],
+			parameters: [paymentId],
+			responses: {
+				"200": ok("The receipt.", "Receipt"),
+				...errors(["401", "403", "404"], {
+					"403": problem("Another user's payment, without the support or admin role."),
+					"404": problem("No such payment, or it has no receipt (it has not succeeded).")
+				})
+			}
+		})
+	},
+	"/api/v1/webhooks/stripe": {
+		post: op({
+			operationId: "stripeWebhook",
+			summary: "Stripe events",
+			description:
+				"Verified with `STRIPE_WEBHOOK_SECRET` on the raw body (`Stripe-Signature`, timestamps within 300 s either way). Each event id is processed once; `payment_intent.succeeded`, `payment_intent.payment_failed` and `charge.refunded` are applied in any order, and never move a payment backwards.",
+			tags: ["payments"],
+			security: PUBLIC,
+			parameters: [{ name: "Stripe-Signature", in: "header", required: true, description: "Stripe's signature header: `t=<unix time>,v1=<hex HMAC-SHA256>`.", schema: { type: "string" } }],
+			requestBody: body("StripeEvent"),
+			responses: {
+				"200": ok("Received (also for a repeated event, or one the service does not act on).", "WebhookReceived"),
+				...errors([], { "400": problem("Webhooks are not configured; the signature is missing or wrong; the timestamp is more than 300 s old or ahead; or the body is not a Stripe event.") })
+			}
+		})
+	},
+	"/api/v1/notifications": {
+		get: op({
+			operationId: "listNotifications",
+			summary: "The caller's notifications",
+			description: "Emails and SMS sent to the caller (welcome, receipts, …), newest first, with their delivery status.",
+			tags: ["notifications"],
+			parameters: [
+				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
+				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
+			],
+			responses: { "200": ok("A page of the caller's notifications.", "NotificationList"), ...errors(["401"]) }
+		})
+	},
 	"/.well-known/jwks.json": {
 		get: op({
 			operationId: "jwks",
@@ -588,6 +857,8 @@ const DOCUMENT: OpenApiDocument = {
 	tags: [
 		{ name: "auth", description: "Accounts, sessions and tokens" },
 		{ name: "users", description: "Profiles and KYC" },
+		{ name: "payments", description: "Charges, receipts, refunds and Stripe webhooks" },
+		{ name: "notifications", description: "Emails and SMS sent to the caller" },
 		{ name: "health", description: "Probes" },
 		{ name: "docs", description: "This documentation" }
 	],

@@ -3,6 +3,9 @@ import Ajv2020 from "ajv/dist/2020";
 import addFormats from "ajv-formats";
 import type { HeaderObject, OpenApiDocument, OperationObject, Reference, ResponseObject, SchemaObject } from "../../services/api/openapi";
 import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type TestSystem } from "../helpers/system";
+import Stripe from "stripe";
+import { query } from "../helpers/pg";
+import { fingerprint } from "../../services/payments/idempotency";
 
 // The contract test: the document the gateway serves describes every route it has, and every
 // real answer (success and error) matches the schema the document declares for it.
@@ -10,6 +13,7 @@ import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"] as const;
 const BODY_LIMIT = 16 * 1024;
 const PASSWORD = "correct horse battery";
+const WEBHOOK_SECRET = "whsec_openapi_test";
 
 /** A JSON pointer (as a URI fragment) to `segments` inside the document. */
 const pointer = (...segments: string[]) => segments.map(s => "/" + encodeURIComponent(s.replace(/~/g, "~0").replace(/\//g, "~1"))).join("");
@@ -152,7 +156,10 @@ describe("OpenAPI document and its contract", () => {
 	let c: Contract;
 
 	beforeAll(async () => {
-		sys = await startSystem({ env: { LOGIN_MAX_FAILURES: "2", BODY_LIMIT_BYTES: String(BODY_LIMIT) } });
+		sys = await startSystem({
+			services: ["api", "auth", "users", "notifications", "payments"],
+			env: { LOGIN_MAX_FAILURES: "2", BODY_LIMIT_BYTES: String(BODY_LIMIT), STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET }
+		});
 		const res = await http(sys.url, "GET", "/api/openapi.json");
 		expect(res.status).toBe(200);
 		doc = res.body;
@@ -378,6 +385,97 @@ describe("OpenAPI document and its contract", () => {
 		expect((await c.call(sys.url, "post", "/api/v1/users/me/kyc", { body: valid })).status).toBe(401);
 	});
 
+	it("notifications: 200, 401, 422", async () => {
+		const { token } = await registerAndLogin(sys.url);
+		// The welcome email is recorded shortly after the register answers.
+		for (let i = 0; i < 200 && (await http(sys.url, "GET", "/api/v1/notifications", { token })).body?.total !== 1; i++) await new Promise(r => setTimeout(r, 25));
+		const list = await c.call(sys.url, "get", "/api/v1/notifications", { token });
+		expect(list.status).toBe(200);
+		expect(list.body).toMatchObject({ total: 1, limit: 20, offset: 0, items: [{ channel: "email", template: "welcome" }] });
+		const page = await c.call(sys.url, "get", "/api/v1/notifications", { token, query: "limit=1&offset=1" });
+		expect(page.body).toMatchObject({ items: [], total: 1, limit: 1, offset: 1 });
+
+		expect((await c.call(sys.url, "get", "/api/v1/notifications")).status).toBe(401);
+		for (const query of ["limit=0", "limit=101", "offset=-1", "limit=ten", "user_id=" + crypto.randomUUID()]) {
+			const res = await c.call(sys.url, "get", "/api/v1/notifications", { token, query });
+			expect([query, res.status]).toEqual([query, 422]);
+		}
+	});
+
+	it("payments: charge 201, 400, 401, 402, 403, 409, 422; list, get and receipt; the Stripe webhook", async () => {
+		const a = await registerAndLogin(sys.url);
+		const b = await registerAndLogin(sys.url);
+		const order = { amount: 1999, currency: "usd", payment_method: "pm_card_visa", description: "OpenAPI order" };
+		const key = () => `oa-${crypto.randomUUID()}`;
+		const charge = (body: unknown, k: string | null, opts: { token?: string; invalidBody?: boolean } = {}) =>
+			c.call(sys.url, "post", "/api/v1/payments/charge", { token: opts.token ?? a.token, body, invalidBody: opts.invalidBody, headers: k === null ? {} : { "idempotency-key": k } });
+
+		const k1 = key();
+		const paid = await charge(order, k1);
+		expect(paid.status).toBe(201);
+		expect(paid.headers.get("location")).toBe(`/api/v1/payments/${paid.body.id}`);
+		const replay = await charge(order, k1);
+		expect([replay.status, replay.headers.get("idempotent-replayed"), replay.body.id]).toEqual([201, "true", paid.body.id]);
+		expect((await charge({ ...order, amount: 1 }, k1)).status).toBe(422);
+		expect((await charge(order, null)).status).toBe(400);
+		expect((await c.call(sys.url, "post", "/api/v1/payments/charge", { body: order, headers: { "idempotency-key": key() } })).status).toBe(401);
+		expect((await charge({ ...order, user_id: b.user.id }, key())).status).toBe(403);
+		const k2 = key();
+		const declined = await charge({ ...order, payment_method: "pm_card_chargeDeclined" }, k2);
+		expect([declined.status, declined.body.failure_reason]).toEqual([402, "card_declined"]);
+		expect((await charge({ ...order, payment_method: "pm_card_chargeDeclined" }, k2)).headers.get("idempotent-replayed")).toBe("true");
+		expect((await charge({ ...order, payment_method: "pm_card_bogus" }, key())).status).toBe(422);
+		for (const body of [{ ...order, amount: "1999" }, { ...order, amount: 19.99 }, { ...order, currency: "USD" }, { ...order, status: "succeeded" }, { amount: 100, currency: "usd" }]) {
+			const res = await charge(body, key(), { invalidBody: true });
+			expect([body, res.status]).toEqual([body, 422]);
+		}
+		// A request with this key still running on some node: 409.
+		const k3 = key();
+		const inFlight = crypto.randomUUID();
+		const db = sys.env.PAYMENTS_DATABASE_URL;
+		const now = new Date();
+		await query(
+			db,
+			"INSERT INTO payments (id, user_id, amount, currency, description, payment_method, status, provider, amount_refunded, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'processing', 'simulated', 0, $7, $7)",
+			[inFlight, a.user.id, order.amount, order.currency, order.description, order.payment_method, now]
+		);
+		await query(
+			db,
+			"INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, status, payment_id, locked_at, expires_at, created_at, updated_at) VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $5, $5)",
+			[a.user.id, k3, fingerprint(order), inFlight, now, new Date(now.getTime() + 3600_000)]
+		);
+		expect((await charge(order, k3)).status).toBe(409);
+
+		const list = await c.call(sys.url, "get", "/api/v1/payments", { token: a.token, query: "limit=1&offset=1" });
+		expect(list.status).toBe(200);
+		expect(list.body).toMatchObject({ limit: 1, offset: 1, total: 3 });
+		expect((await c.call(sys.url, "get", "/api/v1/payments", { token: a.token, query: "limit=0" })).status).toBe(422);
+		expect((await c.call(sys.url, "get", "/api/v1/payments")).status).toBe(401);
+
+		for (const path of ["/api/v1/payments/{id}", "/api/v1/payments/{id}/receipt"]) {
+			expect((await c.call(sys.url, "get", path, { token: a.token, params: { id: paid.body.id } })).status).toBe(200);
+			expect((await c.call(sys.url, "get", path, { token: b.token, params: { id: paid.body.id } })).status).toBe(403);
+			expect((await c.call(sys.url, "get", path, { token: a.token, params: { id: crypto.randomUUID() } })).status).toBe(404);
+			expect((await c.call(sys.url, "get", path, { token: a.token, params: { id: "nope" } })).status).toBe(422);
+			expect((await c.call(sys.url, "get", path, { params: { id: paid.body.id } })).status).toBe(401);
+		}
+		expect((await c.call(sys.url, "get", "/api/v1/payments/{id}/receipt", { token: a.token, params: { id: declined.body.payment_id } })).status).toBe(404);
+
+		const event = JSON.stringify({
+			id: `evt_${crypto.randomUUID()}`,
+			object: "event",
+			type: "payment_intent.succeeded",
+			created: 1,
+			data: { object: { id: paid.body.provider_payment_id, object: "payment_intent" } }
+		});
+		const hook = (raw: string, signature: string, type = "application/json") =>
+			c.call(sys.url, "post", "/api/v1/webhooks/stripe", { raw, headers: { "content-type": type, "stripe-signature": signature } });
+		expect(c.errors(pointer("components", "schemas", "StripeEvent"), JSON.parse(event))).toEqual([]);
+		expect((await hook(event, Stripe.webhooks.generateTestHeaderString({ payload: event, secret: WEBHOOK_SECRET }))).status).toBe(200);
+		expect((await hook(event, Stripe.webhooks.generateTestHeaderString({ payload: event, secret: "whsec_wrong" }))).status).toBe(400);
+		expect((await hook(event, "", "text/plain")).status).toBe(415);
+	});
+
 	it("jwks, health, ready and the problem for an unknown route", async () => {
 		const jwks = await c.call(sys.url, "get", "/.well-known/jwks.json");
 		expect(jwks.status).toBe(200);
@@ -422,13 +520,15 @@ describe("OpenAPI document and its contract", () => {
 
 	it("documents the answers of a gateway whose services are down: 503 and 429", async () => {
 		// Only the gateway, no auth or users: every call is 503; the limiter still counts them.
-		const lone = await startSystem({ services: ["api"], sqlite: true, env: { RATE_LIMIT_MAX: "3" } });
+		// RATE_LIMIT_MAX is the number of rate-limited calls before the last jwks one, which is then limited.
+		const lone = await startSystem({ services: ["api"], sqlite: true, env: { RATE_LIMIT_MAX: "4" } });
 		try {
 			const ready = await c.call(lone.url, "get", "/health/ready");
 			expect(ready.status).toBe(503);
 			expect(ready.body).toEqual({ status: "unavailable", checks: { auth: "down", users: "down" } });
 			expect((await c.call(lone.url, "post", "/api/v1/auth/register", { body: { email: uniqueEmail("oa"), password: PASSWORD, name: "Down" } })).status).toBe(503);
 			expect((await c.call(lone.url, "get", "/api/v1/users/me", { token: "aaa.bbb.ccc" })).status).toBe(503);
+			expect((await c.call(lone.url, "get", "/api/v1/notifications", { token: "aaa.bbb.ccc" })).status).toBe(503);
 			expect((await c.call(lone.url, "get", "/.well-known/jwks.json")).status).toBe(503);
 			const limited = await c.call(lone.url, "get", "/.well-known/jwks.json");
 			expect(limited.status).toBe(429);
@@ -456,7 +556,13 @@ describe("OpenAPI document and its contract", () => {
 			"get /health/ready": [200, 503],
 			"get /api/openapi.json": [200],
 			"get /api/docs": [200],
-			"get /api/docs/{file}": [200, 404]
+			"get /api/docs/{file}": [200, 404],
+			"get /api/v1/notifications": [200, 401, 422, 503],
+			"post /api/v1/payments/charge": [201, 400, 401, 402, 403, 409, 422],
+			"get /api/v1/payments": [200, 401, 422],
+			"get /api/v1/payments/{id}": [200, 401, 403, 404, 422],
+			"get /api/v1/payments/{id}/receipt": [200, 401, 403, 404, 422],
+			"post /api/v1/webhooks/stripe": [200, 400, 415]
 		};
 		const operations = Object.entries(doc.paths).flatMap(([path, item]) => METHODS.filter(m => item[m as "get"]).map(m => `${m} ${path}`));
 		expect(Object.keys(expected).sort()).toEqual(operations.sort());

@@ -1,0 +1,430 @@
+import crypto from "node:crypto";
+import { STATUS_CODES } from "node:http";
+import { Errors, type Context, type ServiceSchema } from "moleculer";
+import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
+import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
+import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { config } from "../lib/config";
+import { badRequest, conflict, forbidden, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
+import type { AppMeta } from "../lib/types";
+import { CURRENCIES } from "./payments/currencies";
+import { defineModels, toPayment, type PaymentModels, type PaymentRow, type PaymentView } from "./payments/models";
+import { migrations } from "./payments/migrations";
+import { beginIdempotent, completeIdempotent, fingerprint, forgetIdempotent, releaseIdempotent, type StoredResponse } from "./payments/idempotency";
+import { createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
+import { applyTarget, type Target } from "./payments/state";
+import { effectOf, verifyWebhook, type EventEffect } from "./payments/webhooks";
+import type { Model, Transaction } from "sequelize";
+
+type PaymentMeta = AppMeta;
+type Ctx<P = any> = Context<P, PaymentMeta>;
+type PaymentInstance = Model<PaymentRow, any> & PaymentRow;
+
+interface ChargeParams {
+	amount: number;
+	currency: string;
+	payment_method: string;
+	description?: string;
+	user_id?: string;
+}
+
+interface Vars {
+	provider: PaymentProvider;
+	webhookSecret?: string;
+	idempotencyTtlS: number;
+	idempotencyLockMs: number;
+}
+
+type Methods = DbMethods &
+	OutboxMethods & {
+		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string): Promise<StoredResponse>;
+		finalizeCharge(paymentId: string, result: ChargeResult | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
+		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
+		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
+		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined): Promise<number>;
+		settlePending(intentId: string, requestId: string | null | undefined): Promise<void>;
+		lockPaymentForEvent(t: Transaction, effect: EventEffect): Promise<PaymentInstance | null>;
+		findOwned(ctx: Ctx, id: string): Promise<PaymentInstance>;
+	};
+type This = DbVars<PaymentModels> & Methods & Vars & { broker: import("moleculer").ServiceBroker; logger: import("moleculer").Logger };
+
+const uuid = { type: "uuid" } as const;
+const money = { type: "number", integer: true, min: 1, max: 99999999 } as const;
+const CHARGE_PATH = "/api/v1/payments/charge";
+/** Payments that have (had) money taken, so a receipt exists. */
+const RECEIPTED = new Set(["succeeded", "partially_refunded", "refunded"]);
+
+const unavailable = (detail: string) => new Errors.MoleculerError(detail, 503, "SERVICE_UNAVAILABLE");
+
+/** The answer a payment in this state gives to the charge that made it. */
+function responseFor(p: PaymentRow): StoredResponse {
+	if (p.status === "failed") {
+		return {
+			status: 402,
+			problem: {
+				detail: `the payment was declined: ${p.failure_reason ?? "card_declined"}`,
+				extensions: { payment_id: p.id, failure_reason: p.failure_reason ?? "card_declined" }
+			}
+		};
+	}
+	return { status: 201, body: toPayment(p) };
+}
+
+const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
+	name: "payments",
+	mixins: [dbMixin({ service: "payments", primary: "Payment", models: defineModels, migrations }), outboxMixin()],
+
+	actions: {
+		// ---- Public (aliased by the gateway) ----
+		charge: {
+			// The provider call may take seconds; a charge is never retried blindly (the Idempotency-Key is the retry).
+			timeout: 30000,
+			params: {
+				$$strict: true,
+				amount: { ...money, messages: { number: "amount must be an integer number of minor units", numberInteger: "amount must be an integer number of minor units" } },
+				currency: { type: "enum", values: CURRENCIES, messages: { enumValue: "currency must be a lowercase ISO 4217 code this service supports" } },
+				payment_method: { type: "string", min: 1, max: 255 },
+				description: { type: "string", max: 500, optional: true },
+				user_id: { ...uuid, optional: true }
+			},
+			async handler(this: This, ctx: Ctx<ChargeParams>) {
+				const me = requireUser(ctx);
+				const key = ctx.meta.idempotencyKey;
+				if (typeof key !== "string" || key.length === 0) throw badRequest("the Idempotency-Key header is required");
+				if (key.length > 255) throw badRequest("the Idempotency-Key header must be 1 to 255 characters");
+				if (ctx.params.user_id !== undefined && ctx.params.user_id !== me.id) throw forbidden("you may only charge your own account");
+
+				const { amount, currency, payment_method, description } = ctx.params;
+				const paymentId = crypto.randomUUID();
+				const begun = await beginIdempotent(this.sequelize, this.models, {
+					userId: me.id,
+					key,
+					fingerprint: fingerprint(ctx.params),
+					ttlSeconds: this.idempotencyTtlS,
+					lockMs: this.idempotencyLockMs,
+					paymentId,
+					createPayment: async t => {
+						await this.models.Payment.create(
+							{ id: paymentId, user_id: me.id, amount, currency, description: description ?? null, payment_method, status: "processing", provider: this.provider.name },
+							{ transaction: t }
+						);
+					}
+				});
+				if (begun.kind === "replay") return this.answer(ctx, begun.response, true);
+				return this.answer(ctx, await this.processCharge(ctx, begun.paymentId, me.id, key), false);
+			}
+		},
+
+		list: {
+			...SAFE_TO_RETRY,
+			params: {
+				$$strict: true,
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+			},
+			async handler(this: This, ctx: Ctx<{ limit: number; offset: number }>) {
+				const me = requireUser(ctx);
+				const { limit, offset } = ctx.params;
+				const { rows, count } = await this.models.Payment.findAndCountAll({
+					where: { user_id: me.id },
+					order: [["created_at", "DESC"], ["id", "DESC"]],
+					limit,
+					offset
+				});
+				return { items: rows.map(toPayment), total: count, limit, offset };
+			}
+		},
+
+		get: {
+			...SAFE_TO_RETRY,
+			params: { $$strict: true, id: uuid },
+			async handler(this: This, ctx: Ctx<{ id: string }>) {
+				return toPayment(await this.findOwned(ctx, ctx.params.id));
+			}
+		},
+
+		receipt: {
+			...SAFE_TO_RETRY,
+			params: { $$strict: true, id: uuid },
+			async handler(this: This, ctx: Ctx<{ id: string }>) {
+				const p = await this.findOwned(ctx, ctx.params.id);
+				if (!RECEIPTED.has(p.status) || !p.receipt_number) {
+					throw notFound(`this payment has no receipt: its status is ${p.status}; receipts exist once a payment has succeeded`);
+				}
+				let customer: { name: string | null; email: string | null } = { name: null, email: null };
+				try {
+					const user = await ctx.call<{ name: string; email: string }, { id: string }>("users.get", { id: p.user_id });
+					customer = { name: user.name, email: user.email };
+				} catch (err) {
+					if ((err as { code?: number }).code !== 404) throw err;
+				}
+				return {
+					receipt_number: p.receipt_number,
+					payment_id: p.id,
+					amount: Number(p.amount),
+					currency: p.currency,
+					issued_at: new Date(p.receipt_issued_at ?? p.updated_at).toISOString(),
+					customer,
+					description: p.description ?? null
+				};
+			}
+		},
+
+		/** Stripe's webhook: the gateway passes the raw body and the Stripe-Signature header, unparsed. */
+		stripeWebhook: {
+			params: { $$strict: true, payload: { type: "string" }, signature: { type: "string" } },
+			async handler(this: This, ctx: Ctx<{ payload: string; signature: string }>) {
+				if (!this.webhookSecret) throw badRequest("webhooks are not configured");
+				const event = verifyWebhook(ctx.params.payload, ctx.params.signature, this.webhookSecret);
+				const effect = effectOf(event);
+				let pendingFor: string | null = null;
+				let written = 0;
+				await this.transaction(async t => {
+					const seen = await this.models.WebhookEvent.findByPk(event.id, { transaction: t, lock: t.LOCK.UPDATE });
+					if (seen) return;
+					const now = new Date();
+					const row = await this.models.WebhookEvent.create(
+						{ id: event.id, type: event.type, payment_intent: effect?.intentId ?? null, payload: ctx.params.payload, received_at: now, processed_at: effect ? null : now },
+						{ transaction: t }
+					);
+					if (!effect) return;
+					const payment = await this.lockPaymentForEvent(t, effect);
+					if (!payment) {
+						// Not ours yet: the charge that creates it has not committed. Applied when it does.
+						pendingFor = effect.intentId;
+						return;
+					}
+					written += await this.apply(t, payment, effect.target, ctx.requestID);
+					await row.update({ processed_at: now }, { transaction: t });
+				}).catch(async err => {
+					// The same event delivered twice at once: the other delivery recorded (and applied) it.
+					if (isUniqueViolation(err) && (await this.models.WebhookEvent.count({ where: { id: event.id } }))) return;
+					throw err;
+				});
+				if (written) this.kickOutbox();
+				if (pendingFor) await this.settlePending(pendingFor, ctx.requestID);
+				return { received: true };
+			}
+		},
+
+		// ---- Internal (other services only; `public` is never published through the gateway) ----
+		refund: {
+			visibility: "public",
+			timeout: 30000,
+			params: {
+				$$strict: true,
+				id: uuid,
+				amount: { ...money, optional: true },
+				reason: { type: "string", max: 500, optional: true },
+				actor_id: { ...uuid, optional: true }
+			},
+			async handler(this: This, ctx: Ctx<{ id: string; amount?: number; reason?: string; actor_id?: string }>) {
+				const p = await this.models.Payment.findByPk(ctx.params.id);
+				if (!p) throw notFound("payment not found");
+				if (p.status !== "succeeded" && p.status !== "partially_refunded") throw conflict(`a ${p.status} payment cannot be refunded`);
+				if (!p.provider_payment_id) throw conflict("the payment has no provider payment to refund");
+				const soFar = Number(p.amount_refunded);
+				const remaining = Number(p.amount) - soFar;
+				const amount = ctx.params.amount ?? remaining;
+				if (amount > remaining) throw unprocessable(`amount must be at most ${remaining}`, [{ field: "amount", message: `amount must be at most ${remaining}, what is left to refund` }]);
+
+				let refund;
+				try {
+					refund = await this.provider.refund({
+						intentId: p.provider_payment_id,
+						amount,
+						// Derived from what was refunded before: a retry of this refund reaches the same provider refund.
+						idempotencyKey: `refund:${p.id}:${soFar}`,
+						metadata: { payment_id: p.id, ...(ctx.params.reason ? { reason: ctx.params.reason } : {}) }
+					});
+				} catch (err) {
+					if (err instanceof ProviderRejectedError) throw conflict(`the provider refused the refund: ${err.message}`);
+					this.logger.warn(`Refund of ${p.id} failed: ${(err as Error).message}`);
+					throw unavailable("the payment provider is unavailable; try the refund again");
+				}
+				const view = await this.transaction(async t => {
+					const locked = (await this.models.Payment.findByPk(p.id, { transaction: t, lock: t.LOCK.UPDATE }))!;
+					const known = await this.models.Refund.findOne({ where: { provider_refund_id: refund.refundId }, transaction: t });
+					if (!known) {
+						await this.models.Refund.create(
+							{
+								payment_id: p.id,
+								amount,
+								total_refunded: soFar + amount,
+								reason: ctx.params.reason ?? null,
+								actor_id: ctx.params.actor_id ?? null,
+								provider_refund_id: refund.refundId,
+								request_id: ctx.requestID ?? null
+							},
+							{ transaction: t }
+						);
+					}
+					await this.apply(t, locked, { kind: "refunded", totalRefunded: soFar + amount }, ctx.requestID);
+					return toPayment(locked);
+				});
+				this.kickOutbox();
+				return view;
+			}
+		},
+
+		health: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			async handler(this: This) {
+				return { db: await this.dbHealthy() };
+			}
+		}
+	},
+
+	methods: {
+		/** Charges a claimed payment through the provider (outside any transaction), then records the outcome. */
+		async processCharge(this: This, ctx: Ctx, paymentId: string, userId: string, key: string) {
+			const p = await this.models.Payment.findByPk(paymentId);
+			if (!p) throw conflict("the payment of this Idempotency-Key is gone; use a new key");
+			if (p.status !== "processing") return this.finalizeCharge(paymentId, null, userId, key, ctx.requestID);
+
+			let result: ChargeResult;
+			try {
+				result = await this.provider.charge({
+					amount: Number(p.amount),
+					currency: p.currency,
+					paymentMethod: p.payment_method,
+					description: p.description,
+					// Derived from our payment id: after a crash, the retry reaches the same PaymentIntent.
+					idempotencyKey: `payment:${p.id}`,
+					metadata: { payment_id: p.id, user_id: p.user_id }
+				});
+			} catch (err) {
+				// Unknown outcome: the payment stays processing and the key is released for an immediate, safe retry.
+				this.logger.warn(`Charge ${p.id} did not reach a result: ${(err as Error).message}`);
+				await releaseIdempotent(this.models, userId, key, paymentId).catch(() => undefined);
+				throw unavailable("the payment provider is unavailable; retry with the same Idempotency-Key");
+			}
+
+			if (result.outcome === "invalid") {
+				// Refused before anything was created: no payment, and the key is free to use with a corrected body.
+				await this.transaction(async t => {
+					await this.models.Payment.destroy({ where: { id: paymentId, status: "processing", provider_payment_id: null }, transaction: t });
+					await forgetIdempotent(this.models, t, userId, key, paymentId);
+				});
+				throw unprocessable(`${result.field} was refused by the payment provider: ${result.message}`, [
+					{ field: result.field, message: `${result.field} is not valid: ${result.message}` }
+				]);
+			}
+			return this.finalizeCharge(paymentId, result, userId, key, ctx.requestID);
+		},
+
+		/** One transaction: the payment's final state, its outbox event, and the key's stored answer. */
+		async finalizeCharge(this: This, paymentId: string, result: ChargeResult | null, userId: string, key: string, requestId: string | null) {
+			let intentId: string | null = null;
+			const response = await this.transaction(async t => {
+				const p = (await this.models.Payment.findByPk(paymentId, { transaction: t, lock: t.LOCK.UPDATE })) as PaymentInstance;
+				if (result && result.outcome !== "invalid") {
+					const target: Target =
+						result.outcome === "succeeded"
+							? { kind: "succeeded", intentId: result.intentId }
+							: result.outcome === "declined"
+								? { kind: "failed", reason: result.reason, intentId: result.intentId }
+								: { kind: "attach", intentId: result.intentId };
+					await this.apply(t, p, target, requestId);
+				}
+				await this.applyPendingEvents(t, p, requestId);
+				intentId = p.provider_payment_id;
+				const answer = responseFor(p);
+				await completeIdempotent(this.models, t, userId, key, paymentId, answer);
+				return answer;
+			});
+			this.kickOutbox();
+			// An event stored while this transaction ran is applied now (the webhook checks again after it stores one too).
+			if (intentId) await this.settlePending(intentId, requestId);
+			return response;
+		},
+
+		answer(this: This, ctx: Ctx, response: StoredResponse, replayed: boolean) {
+			ctx.meta.$statusCode = response.status;
+			if (replayed) ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true" };
+			if ("body" in response) {
+				ctx.meta.$location = `/api/v1/payments/${response.body.id}`;
+				return response.body;
+			}
+			const { detail, errors, extensions } = response.problem;
+			if (!replayed) {
+				throw new Errors.MoleculerClientError(detail, response.status, response.status === 402 ? "PAYMENT_REQUIRED" : "CLIENT_ERROR", { errors, extensions });
+			}
+			// A replayed problem is an answer, not an error, so it can carry the Idempotent-Replayed header.
+			ctx.meta.$responseType = "application/problem+json";
+			ctx.meta.$responseHeaders = { "Idempotent-Replayed": "true", "Cache-Control": "no-store" };
+			return {
+				type: "about:blank",
+				title: STATUS_CODES[response.status] ?? "Error",
+				status: response.status,
+				detail,
+				instance: CHARGE_PATH,
+				request_id: ctx.requestID,
+				...(errors?.length ? { errors } : {}),
+				...(extensions ?? {})
+			};
+		},
+
+		async apply(this: This, t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined) {
+			const written = await applyTarget({ sequelize: this.sequelize, addToOutbox: (tx, e) => this.addToOutbox(tx, e) }, t, payment, target, requestId);
+			return written.length;
+		},
+
+		/** Applies, in order, the stored events of the payment's PaymentIntent that were waiting for it. */
+		async applyPendingEvents(this: This, t: Transaction, payment: PaymentInstance, requestId: string | null | undefined) {
+			if (!payment.provider_payment_id) return 0;
+			const pending = await this.models.WebhookEvent.findAll({
+				where: { payment_intent: payment.provider_payment_id, processed_at: null },
+				order: [["received_at", "ASC"], ["id", "ASC"]],
+				transaction: t
+			});
+			let written = 0;
+			for (const row of pending) {
+				const effect = effectOf(JSON.parse(row.payload));
+				if (effect) written += await this.apply(t, payment, effect.target, requestId);
+				await row.update({ processed_at: new Date() }, { transaction: t });
+			}
+			return written;
+		},
+
+		async settlePending(this: This, intentId: string, requestId: string | null | undefined) {
+			const waiting = await this.models.WebhookEvent.count({ where: { payment_intent: intentId, processed_at: null } });
+			if (!waiting) return;
+			const written = await this.transaction(async t => {
+				const p = await this.models.Payment.findOne({ where: { provider_payment_id: intentId }, transaction: t, lock: t.LOCK.UPDATE });
+				return p ? this.applyPendingEvents(t, p as PaymentInstance, requestId) : 0;
+			});
+			if (written) this.kickOutbox();
+		},
+
+		/** The payment an event is about, locked: by its PaymentIntent id, else by the payment id in the intent's metadata. */
+		async lockPaymentForEvent(this: This, t: Transaction, effect: EventEffect) {
+			const byIntent = await this.models.Payment.findOne({ where: { provider_payment_id: effect.intentId }, transaction: t, lock: t.LOCK.UPDATE });
+			if (byIntent) return byIntent as PaymentInstance;
+			if (!effect.paymentId) return null;
+			const byId = await this.models.Payment.findByPk(effect.paymentId, { transaction: t, lock: t.LOCK.UPDATE });
+			if (!byId || (byId.provider_payment_id && byId.provider_payment_id !== effect.intentId)) return null;
+			return byId as PaymentInstance;
+		},
+
+		/** A payment the caller may see: their own, or any for support and admin. 404 when missing. */
+		async findOwned(this: This, ctx: Ctx, id: string) {
+			const me = requireUser(ctx);
+			const p = await this.models.Payment.findByPk(id);
+			if (!p) throw notFound("payment not found");
+			requireOwnerOrStaff(me, p.user_id);
+			return p as PaymentInstance;
+		}
+	},
+
+	created(this: This) {
+		const cfg = config();
+		this.provider = createProvider(cfg, () => this.sequelize);
+		this.webhookSecret = cfg.STRIPE_WEBHOOK_SECRET;
+		this.idempotencyTtlS = cfg.IDEMPOTENCY_TTL_S;
+		this.idempotencyLockMs = cfg.IDEMPOTENCY_LOCK_MS;
+	}
+};
+
+export default PaymentsService;
