@@ -5,6 +5,7 @@ import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
 import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { config } from "../lib/config";
+import { failpoint } from "../lib/failpoints";
 import { badRequest, conflict, forbidden, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
 import type { AppMeta } from "../lib/types";
 import { CURRENCIES } from "./payments/currencies";
@@ -334,6 +335,8 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				await completeIdempotent(this.models, t, userId, key, paymentId, answer);
 				return answer;
 			});
+			// Tests kill the process here: committed, not yet relayed (the relay must pick it up after a restart).
+			failpoint("payments.after-commit");
 			this.kickOutbox();
 			// An event stored while this transaction ran is applied now (the webhook checks again after it stores one too).
 			if (intentId) await this.settlePending(intentId, requestId);
