@@ -2,6 +2,7 @@ import DbService from "moleculer-db";
 import SequelizeDbAdapter from "moleculer-db-adapter-sequelize";
 import type { Service, ServiceSchema } from "moleculer";
 import type { ModelStatic, Sequelize, Transaction } from "sequelize";
+import { SAFE_TO_RETRY } from "../lib/access";
 import { createSequelize, migrate, type Migration } from "../lib/db";
 
 export type Models = Record<string, ModelStatic<any>>;
@@ -64,7 +65,8 @@ class MigratingAdapter<M extends Models> extends SequelizeDbAdapter {
 
 /**
  * Gives a service its own database: connects (retrying until it answers), applies migrations before
- * the service takes traffic, and offers `this.models`, `this.transaction()` and `this.dbHealthy()`.
+ * the service takes traffic, and offers `this.models`, `this.transaction()`, `this.dbHealthy()` and a
+ * `health` action (internal) that the gateway's readiness check calls.
  * moleculer-db's generic CRUD actions are switched off: each service declares the actions it means to offer.
  */
 export function dbMixin<M extends Models>(opts: DbOptions<M>): Partial<ServiceSchema> {
@@ -74,7 +76,17 @@ export function dbMixin<M extends Models>(opts: DbOptions<M>): Partial<ServiceSc
 		model: { name: opts.primary },
 		adapter: new MigratingAdapter(opts),
 		settings: { idField: "id" },
-		actions: Object.fromEntries(off.map(name => [name, false])),
+		actions: {
+			...Object.fromEntries(off.map(name => [name, false])),
+			/** Readiness of this service: its database answers and its migrations are applied. */
+			health: {
+				visibility: "public",
+				...SAFE_TO_RETRY,
+				async handler(this: DbMethods) {
+					return { db: await this.dbHealthy() };
+				}
+			}
+		},
 		methods: {
 			transaction<T>(this: DbVars<M>, fn: (t: Transaction) => Promise<T>): Promise<T> {
 				return this.sequelize.transaction(fn);
@@ -94,5 +106,5 @@ export function dbMixin<M extends Models>(opts: DbOptions<M>): Partial<ServiceSc
 			this.adapter = new MigratingAdapter(opts);
 			this.adapter.init(this.broker, this);
 		}
-	} as Partial<ServiceSchema>;
+	} as unknown as Partial<ServiceSchema>;
 }

@@ -208,14 +208,6 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ email: string; password: string }>) {
 				return this.ensureAdmin(ctx.params.email, ctx.params.password);
 			}
-		},
-
-		health: {
-			visibility: "public",
-			...SAFE_TO_RETRY,
-			async handler(this: This) {
-				return { db: await this.dbHealthy() };
-			}
 		}
 	},
 

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { CHANNELS, channelOptions, channelPrefix, channelsConnected, MAX_RETRIES, publish } from "../lib/channels";
-import { requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { requireUser } from "../lib/access";
 import { config } from "../lib/config";
 import type { AppContext } from "../lib/types";
 import { eventRule, type EventEnvelope, type Recipient } from "./notifications/events";
@@ -127,15 +127,6 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				return { items: rows.map(toView), total, limit, offset };
 			}
 		},
-
-		// ---- Internal ----
-		health: {
-			visibility: "public",
-			...SAFE_TO_RETRY,
-			async handler(this: This) {
-				return { db: await this.dbHealthy() };
-			}
-		}
 	},
 
 	methods: {

@@ -266,14 +266,6 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				this.kickOutbox();
 				return view;
 			}
-		},
-
-		health: {
-			visibility: "public",
-			...SAFE_TO_RETRY,
-			async handler(this: This) {
-				return { db: await this.dbHealthy() };
-			}
 		}
 	},
 

@@ -219,14 +219,6 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 				await this.models.Kyc.destroy({ where: { user_id: ctx.params.id } });
 				return (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
 			}
-		},
-
-		health: {
-			visibility: "public",
-			...SAFE_TO_RETRY,
-			async handler(this: This) {
-				return { db: await this.dbHealthy() };
-			}
 		}
 	},
 
