@@ -108,7 +108,10 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		registry: { strategy: "RoundRobin", preferLocal: true },
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15,
-		metrics: { enabled: false },
+		// Prometheus metrics on METRICS_PORT (GET /metrics) when it is set; off otherwise.
+		metrics: cfg.METRICS_PORT
+			? { enabled: true, reporter: [{ type: "Prometheus", options: { port: cfg.METRICS_PORT, path: "/metrics", defaultLabels: () => ({ namespace: cfg.NAMESPACE, nodeID: nodeId(cfg, env) }) } }] }
+			: { enabled: false },
 		tracing: { enabled: false },
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
 		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls],

@@ -15,6 +15,7 @@ import { beginIdempotent, completeIdempotent, fingerprint, forgetIdempotent, rel
 import { createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
 import { applyTarget, type Target } from "./payments/state";
 import { effectOf, verifyWebhook, type EventEffect } from "./payments/webhooks";
+import { candidates as reconcileCandidates, cleanup as cleanupPayments, reconcileOne, syncEvents as syncProviderEvents, type ReconcileHost } from "./payments/reconcile";
 import type { Model, Transaction } from "sequelize";
 
 type PaymentMeta = AppMeta;
@@ -265,6 +266,51 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				});
 				this.kickOutbox();
 				return view;
+			}
+		},
+
+		// ---- Internal, for the jobs service: reconciliation and clean-up (the tables stay this service's) ----
+		reconcileCandidates: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: {
+				$$strict: true,
+				processing_older_than_s: { type: "number", integer: true, min: 0, default: 120, convert: true },
+				recent_days: { type: "number", integer: true, min: 0, max: 90, default: 3, convert: true },
+				limit: { type: "number", integer: true, min: 1, max: 5000, default: 500, convert: true }
+			},
+			async handler(this: This, ctx: Ctx<{ processing_older_than_s: number; recent_days: number; limit: number }>) {
+				const { processing_older_than_s, recent_days, limit } = ctx.params;
+				return { ids: await reconcileCandidates(this as unknown as ReconcileHost, { processingOlderThanS: processing_older_than_s, recentDays: recent_days, limit }) };
+			}
+		},
+
+		/** Asks the provider about one payment and applies any drift through the state machine. */
+		reconcile: {
+			visibility: "public",
+			timeout: 30000,
+			params: { $$strict: true, id: uuid },
+			handler(this: This, ctx: Ctx<{ id: string }>) {
+				return reconcileOne(this as unknown as ReconcileHost, ctx.params.id, ctx.requestID ?? null);
+			}
+		},
+
+		/** Fetches the provider's recent events and applies those whose webhook never came. */
+		syncEvents: {
+			visibility: "public",
+			timeout: 60000,
+			params: { $$strict: true, hours: { type: "number", integer: true, min: 1, max: 720, default: 72, convert: true } },
+			handler(this: This, ctx: Ctx<{ hours: number }>) {
+				return syncProviderEvents(this as unknown as ReconcileHost, ctx.params.hours, ctx.requestID ?? null);
+			}
+		},
+
+		/** Deletes expired idempotency keys and handled webhook ids older than `webhook_days`. */
+		cleanup: {
+			visibility: "public",
+			params: { $$strict: true, webhook_days: { type: "number", integer: true, min: 1, max: 365, default: 30, convert: true } },
+			handler(this: This, ctx: Ctx<{ webhook_days: number }>) {
+				return cleanupPayments(this as unknown as ReconcileHost, ctx.params.webhook_days);
 			}
 		}
 	},

@@ -219,6 +219,17 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 				await this.models.Kyc.destroy({ where: { user_id: ctx.params.id } });
 				return (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
 			}
+		},
+
+		/** For the jobs service's KYC reminder: submissions waiting for review. */
+		kycPendingCount: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			async handler(this: This) {
+				const pending = await this.models.Kyc.count({ where: { status: "pending" } });
+				const oldest = await this.models.Kyc.min("submitted_at", { where: { status: "pending" } });
+				return { pending, oldest_submitted_at: oldest ? new Date(oldest as Date).toISOString() : null };
+			}
 		}
 	},
 
