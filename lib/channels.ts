@@ -13,6 +13,8 @@ export const CHANNELS = {
 	paymentEvents: "payments.events",
 	/** user.created (and later KYC, suspension, …), relayed from the users outbox. */
 	userEvents: "users.events",
+	/** auth.email_verification_requested | auth.password_reset_requested, relayed from the auth outbox. */
+	authEvents: "auth.events",
 	/** One message per notification delivery to send: `{ delivery_id }`. */
 	deliveries: "notifications.deliveries",
 	/** Messages a consumer failed on `maxRetries` times. */

@@ -55,13 +55,21 @@ const variables = z.object({
 	BCRYPT_COST: int(12, 4, 15),
 	LOGIN_MAX_FAILURES: int(10, 1, 1000),
 	LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),
+	/** Public keys (PEM or JWK, comma-separated) of signing keys rotated out of JWT_PRIVATE_KEY: served in JWKS, still verified. */
+	JWT_PREVIOUS_PUBLIC_KEYS: optionalString,
+	/** Where the web app lives: email links are built on it (`<APP_URL>/reset-password?token=…`). */
+	APP_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).default("http://localhost:8000").transform(v => v.replace(/\/+$/, "")),
+	/** true: a user must verify their email address before logging in with a password. */
+	/** OAuth 2.0 / OpenID Connect login providers, e.g. `google,github`; each needs OAUTH_<NAME>_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _REDIRECT_URI. */
+	OAUTH_PROVIDERS: z.string().regex(/^[a-z0-9,_ ]*$/i, "must be a comma list of provider names (letters, digits, _)").default(""),
+	REQUIRE_VERIFIED_EMAIL: z.enum(["true", "false", ""], { error: "must be true or false" }).default("false").transform(v => v === "true"),
 
 	RATE_LIMIT_WINDOW_MS: int(60000, 1000, 3600000),
 	RATE_LIMIT_MAX: int(600, 1, 1000000),
 	REDIS_URL: optionalUrl(["redis:", "rediss:"]),
 	TRUSTED_PROXIES: z.string().default(""),
 	BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
-	READY_SERVICES: z.string().regex(/^[a-z0-9,-]*$/, "must be a comma list of service names").default("auth,users,payments,notifications"),
+	READY_SERVICES: z.string().regex(/^[a-z0-9,-]*$/, "must be a comma list of service names").default("auth,users,payments,notifications,jobs"),
 
 	ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
 		message: "must be an email address"
@@ -87,7 +95,17 @@ const variables = z.object({
 	NOTIFY_MAX_ATTEMPTS: int(5, 1, 50),
 	NOTIFY_RETRY_BASE_MS: int(1000, 10, 3600000),
 	NOTIFY_LEASE_MS: int(15000, 100, 3600000),
-	NOTIFY_PUMP_MS: int(1000, 10, 60000)
+	NOTIFY_PUMP_MS: int(1000, 10, 60000),
+
+	// Jobs
+	JOBS_TICK_MS: int(1000, 10, 60000),
+	JOBS_LEASE_MS: int(30000, 500, 3600000),
+	/** Test only: a cron expression for an extra schedule (`test-tick`) whose run sleeps JOBS_TEST_SLEEP_MS. */
+	JOBS_TEST_SCHEDULE: optionalString,
+	JOBS_TEST_SLEEP_MS: int(0, 0, 600000),
+
+	// Prometheus metrics (off unless set)
+	METRICS_PORT: int(0, 0, 65535)
 });
 
 /** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */
@@ -113,7 +131,39 @@ const schema = variables.superRefine((c, ctx) => {
 	}
 });
 
-export type Config = z.infer<typeof schema> & { DATA_DIR: string };
+/** One OAuth / OIDC login provider, from OAUTH_<NAME>_* variables. */
+export interface OAuthProviderConfig {
+	name: string;
+	issuer: string;
+	clientId: string;
+	clientSecret: string;
+	redirectUri: string;
+}
+
+export type Config = z.infer<typeof schema> & { DATA_DIR: string; OAUTH: OAuthProviderConfig[] };
+
+/** The providers OAUTH_PROVIDERS names, each with all four of its variables (ConfigError names the first missing or bad one). */
+function oauthProviders(list: string, env: NodeJS.ProcessEnv): OAuthProviderConfig[] {
+	const names = [...new Set(list.split(",").map(v => v.trim().toLowerCase()).filter(Boolean))];
+	return names.map(name => {
+		const get = (field: "ISSUER" | "CLIENT_ID" | "CLIENT_SECRET" | "REDIRECT_URI") => {
+			const variable = `OAUTH_${name.toUpperCase()}_${field}`;
+			const v = env[variable]?.trim();
+			if (!v) throw new ConfigError(variable, `is required when OAUTH_PROVIDERS names ${name}`);
+			if (field === "ISSUER" || field === "REDIRECT_URI") {
+				let url: URL;
+				try {
+					url = new URL(v);
+				} catch {
+					throw new ConfigError(variable, "must be an http:// or https:// URL");
+				}
+				if (url.protocol !== "https:" && url.protocol !== "http:") throw new ConfigError(variable, "must be an http:// or https:// URL");
+			}
+			return v;
+		};
+		return { name, issuer: get("ISSUER"), clientId: get("CLIENT_ID"), clientSecret: get("CLIENT_SECRET"), redirectUri: get("REDIRECT_URI") };
+	});
+}
 
 export class ConfigError extends Error {
 	constructor(public readonly variable: string, message: string) {
@@ -134,7 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		const v = env[name];
 		if (v && !/^postgres(ql)?:\/\//.test(v)) throw new ConfigError(name, "must be a postgres:// URL");
 	}
-	return { ...parsed.data, DATA_DIR: path.resolve(parsed.data.DATA_DIR) };
+	return { ...parsed.data, DATA_DIR: path.resolve(parsed.data.DATA_DIR), OAUTH: oauthProviders(parsed.data.OAUTH_PROVIDERS, env) };
 }
 
 let cached: Config | undefined;

@@ -14,6 +14,8 @@ export interface AppMeta {
 	client?: { ip?: string; user_agent?: string };
 	/** The `Idempotency-Key` header of a charge, forwarded by the gateway. */
 	idempotencyKey?: string;
+	/** The Cookie header, forwarded by the gateway only to the OAuth callback (its browser binding). */
+	cookie?: string;
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
 	$responseType?: string;

@@ -26,7 +26,17 @@ type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
 /** Actions a client may call without a token. */
-const PUBLIC_ACTIONS = new Set(["auth.register", "auth.login", "auth.refresh", "auth.jwks"]);
+const PUBLIC_ACTIONS = new Set([
+	"auth.register",
+	"auth.login",
+	"auth.refresh",
+	"auth.jwks",
+	"auth.forgotPassword",
+	"auth.resetPassword",
+	"auth.verifyEmail",
+	"auth.oauthAuthorize",
+	"auth.oauthCallback"
+]);
 
 
 interface Vars {
@@ -168,6 +178,10 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		// Broadcast by auth on logout, refresh-token reuse, password reset or suspension.
 		"auth.sessions.revoked"(this: This, ctx: Context<{ sids: string[] }>) {
 			this.tokens.revokeSessions(ctx.params.sids);
+		},
+		// Broadcast by auth on key rotation: when keys were retired, cached tokens they signed must fail at once.
+		"auth.keys.changed"(this: This, ctx: Context<{ retired?: boolean }>) {
+			if (ctx.params.retired) this.tokens.clear();
 		}
 	},
 
@@ -223,6 +237,13 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					"POST /auth/login": "auth.login",
 					"POST /auth/refresh": "auth.refresh",
 					"POST /auth/logout": "auth.logout",
+					"POST /auth/password/forgot": "auth.forgotPassword",
+					"POST /auth/password/reset": "auth.resetPassword",
+					"POST /auth/email/verify": "auth.verifyEmail",
+					"GET /auth/sessions": "auth.sessions",
+					"DELETE /auth/sessions/:id": "auth.revokeSession",
+					"GET /auth/oauth/:provider/authorize": "auth.oauthAuthorize",
+					"GET /auth/oauth/:provider/callback": "auth.oauthCallback",
 					"GET /users/me": "users.me",
 					"PATCH /users/me": "users.updateMe",
 					"GET /users/me/kyc": "users.kycStatus",
@@ -232,12 +253,18 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					"GET /payments": "payments.list",
 					"GET /payments/:id": "payments.get",
 					"GET /payments/:id/receipt": "payments.receipt",
-					"GET /notifications": "notifications.list"
+					"GET /notifications": "notifications.list",
+					"GET /admin/jobs": "jobs.list",
+					"POST /admin/jobs/:name/run": "jobs.run",
+					"GET /admin/dead-letters": "jobs.deadLetters",
+					"POST /admin/dead-letters/:id/redrive": "jobs.redrive"
 				},
 				onBeforeCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
 					// Headers an action needs travel as meta, never as params a client could also send in the body.
 					const key = req.headers["idempotency-key"];
 					ctx.meta.idempotencyKey = typeof key === "string" ? key : undefined;
+					// The OAuth callback checks the cookie that binds the login to the browser that started it.
+					if (req.$alias?.action === "auth.oauthCallback") ctx.meta.cookie = typeof req.headers.cookie === "string" ? req.headers.cookie : undefined;
 				}
 			},
 			{

@@ -1,14 +1,16 @@
-import type { Context, ServiceSchema } from "moleculer";
+import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { CHANNELS, channelOptions, channelPrefix, channelsConnected, MAX_RETRIES, publish } from "../lib/channels";
+import { Op } from "sequelize";
 import { requireUser } from "../lib/access";
+import { conflict, notFound } from "../lib/errors";
 import { config } from "../lib/config";
 import type { AppContext } from "../lib/types";
 import { eventRule, type EventEnvelope, type Recipient } from "./notifications/events";
 import { migrations } from "./notifications/migrations";
-import { defineModels, type DeliveryRow, type InboxRow, type NotificationModels } from "./notifications/models";
+import { defineModels, type DeadLetterRow, type DeliveryRow, type InboxRow, type NotificationModels } from "./notifications/models";
 import { createProviders, type EmailProvider, type SmsProvider } from "./notifications/providers";
-import { errorText, NotificationStore, type StoreSettings } from "./notifications/store";
+import { DELIVERY_QUEUE, errorText, INBOX_QUEUE, NotificationStore, type StoreSettings } from "./notifications/store";
 import { renderEmail, renderSms } from "./notifications/templates";
 
 type Settings = Record<string, never>;
@@ -89,6 +91,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 	channels: {
 		[CHANNELS.userEvents]: eventConsumer(CHANNELS.userEvents),
 		[CHANNELS.paymentEvents]: eventConsumer(CHANNELS.paymentEvents),
+		[CHANNELS.authEvents]: eventConsumer(CHANNELS.authEvents),
 
 		// The task workers: one message per delivery to send.
 		[CHANNELS.deliveries]: {
@@ -127,6 +130,120 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				return { items: rows.map(toView), total, limit, offset };
 			}
 		},
+
+		// ---- Internal, for the jobs service (the tables stay this service's) ----
+		/** Forgets handled event ids older than `days` (the inbox only needs to outlive redeliveries). */
+		cleanup: {
+			visibility: "public",
+			params: { $$strict: true, days: { type: "number", integer: true, min: 1, max: 365, default: 30, convert: true } },
+			async handler(this: This, ctx: Context<{ days: number }>) {
+				const before = new Date(Date.now() - ctx.params.days * 86400000);
+				const inbox = await this.models.Inbox.destroy({ where: { processed_at: { [Op.lt]: before } } });
+				return { inbox_events: inbox };
+			}
+		},
+
+		/** Deliveries stuck in queued (their message lost), failed ones due and lapsed leases: queued again and published. */
+		requeueStuck: {
+			visibility: "public",
+			async handler(this: This) {
+				const rows = await this.store.requeueDue();
+				for (const row of rows) await this.publishDelivery(row, `${row.id}:${row.attempts}:${Date.now()}`);
+				return { requeued: rows.length };
+			}
+		},
+
+		/** Pending and dead counts per queue. */
+		queueStats: {
+			visibility: "public",
+			async handler(this: This) {
+				const pending = await this.models.Delivery.count({ where: { status: { [Op.in]: ["queued", "sending", "failed"] } } });
+				const inboxPending = await this.models.Inbox.count({ where: { processed_at: null } });
+				const dead = (await this.models.DeadLetter.findAll({
+					attributes: ["queue", [this.sequelize.fn("COUNT", this.sequelize.col("id")), "n"]],
+					where: { redriven_at: null },
+					group: ["queue"],
+					raw: true
+				})) as unknown as { queue: string; n: string | number }[];
+				const deadOf = (q: string) => Number(dead.find(d => d.queue === q)?.n ?? 0);
+				const queues = [
+					{ name: DELIVERY_QUEUE, pending, dead: deadOf(DELIVERY_QUEUE) },
+					{ name: INBOX_QUEUE, pending: inboxPending, dead: deadOf(INBOX_QUEUE) }
+				];
+				for (const d of dead) if (d.queue !== DELIVERY_QUEUE && d.queue !== INBOX_QUEUE) queues.push({ name: d.queue, pending: 0, dead: Number(d.n) });
+				return { queues };
+			}
+		},
+
+		/** Dead letters not redriven yet, newest first. */
+		deadLetters: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+			},
+			async handler(this: This, ctx: Context<{ limit: number; offset: number }>) {
+				const { limit, offset } = ctx.params;
+				const { rows, count } = await this.models.DeadLetter.findAndCountAll({
+					where: { redriven_at: null },
+					order: [["failed_at", "DESC"], ["id", "ASC"]],
+					limit,
+					offset
+				});
+				const items = rows.map(r => {
+					const d = r.get({ plain: true }) as DeadLetterRow;
+					let payload: unknown = d.payload;
+					try {
+						payload = JSON.parse(d.payload);
+					} catch {
+						// kept as text
+					}
+					return { id: d.id, queue: d.queue, message_id: d.message_id, error: d.error, request_id: d.request_id, failed_at: new Date(d.failed_at).toISOString(), payload };
+				});
+				return { items, total: count, limit, offset };
+			}
+		},
+
+		/** Puts a dead letter's message back: a delivery is queued again with its attempts reset. 404 unknown, 409 done before. */
+		redrive: {
+			visibility: "public",
+			params: { $$strict: true, id: { type: "uuid" } },
+			async handler(this: This, ctx: Context<{ id: string }>) {
+				const letter = await this.models.DeadLetter.findByPk(ctx.params.id);
+				if (!letter) throw notFound("dead letter not found");
+				const d = letter.get({ plain: true }) as DeadLetterRow;
+				if (d.redriven_at) throw conflict("this dead letter was redriven already");
+				const now = new Date();
+				const taken = await this.sequelize.transaction(async transaction => {
+					const [n] = await this.models.DeadLetter.update({ redriven_at: now }, { where: { id: d.id, redriven_at: null }, transaction });
+					if (n !== 1) return false;
+					if (d.queue === DELIVERY_QUEUE && d.message_id) {
+						await this.models.Delivery.update(
+							{ status: "queued", attempts: 0, last_error: null, next_attempt_at: null, lease_until: null },
+							{ where: { id: d.message_id, status: "dead" }, transaction }
+						);
+					} else if (d.queue === INBOX_QUEUE && d.message_id) {
+						await this.models.Inbox.update({ processed_at: null, attempts: 0, next_attempt_at: now, last_error: null }, { where: { event_id: d.message_id }, transaction });
+					}
+					return true;
+				});
+				if (!taken) throw conflict("this dead letter was redriven already");
+				if (d.queue === DELIVERY_QUEUE && d.message_id) {
+					await this.publishDelivery({ id: d.message_id, request_id: d.request_id }, `${d.message_id}:redrive:${now.getTime()}`);
+				} else if (d.queue !== INBOX_QUEUE) {
+					// A message from another channel: published again as it was.
+					try {
+						await publish(this.broker, d.queue, JSON.parse(d.payload), { headers: d.request_id ? { $requestID: d.request_id } : undefined });
+					} catch (err) {
+						await this.models.DeadLetter.update({ redriven_at: null }, { where: { id: d.id } });
+						throw new Errors.MoleculerError(`could not publish to ${d.queue}: ${errorText(err)}`, 503, "SERVICE_UNAVAILABLE");
+					}
+				}
+				this.logger.info(`Redrove dead letter ${d.id} (${d.queue}${d.message_id ? ` ${d.message_id}` : ""})`);
+				return { id: d.id, queue: d.queue, message_id: d.message_id, status: "redriven", redriven_at: now.toISOString() };
+			}
+		}
 	},
 
 	methods: {

@@ -157,6 +157,53 @@ const schemas: Record<string, SchemaObject> = {
 			refresh_token: { type: "string", minLength: 1, maxLength: 512, description: "Also ends the session of this refresh token, when it is the caller's." }
 		}
 	},
+	ForgotPasswordRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["email"],
+		properties: { email: { type: "string", maxLength: 320, description: "Case-insensitive. The answer is 202 whether or not an account has it." } }
+	},
+	ResetPasswordRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["token", "password"],
+		properties: {
+			token: { type: "string", minLength: 1, maxLength: 256, description: "The `token` query parameter of the reset email's link (single use, 30 minutes)." },
+			password: { type: "string", minLength: 2, maxLength: 72, description: "The new password: 8 to 72 bytes once UTF-8 encoded (422 otherwise)." }
+		}
+	},
+	VerifyEmailRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["token"],
+		properties: {
+			token: { type: "string", minLength: 1, maxLength: 256, description: "The `token` query parameter of the verification email's link (single use, 24 hours)." }
+		}
+	},
+	Session: {
+		type: "object",
+		additionalProperties: false,
+		required: ["id", "user_agent", "ip", "created_at", "last_used_at", "current"],
+		properties: {
+			id: { type: "string", format: "uuid", description: "The `sid` claim of the session's access tokens." },
+			user_agent: { type: ["string", "null"], maxLength: 512 },
+			ip: { type: ["string", "null"], maxLength: 64, description: "The client address at login." },
+			created_at: dateTime,
+			last_used_at: { ...dateTime, description: "Login or the last refresh." },
+			current: { type: "boolean", description: "true for the session of the token making this request." }
+		}
+	},
+	SessionList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("Session"), description: "The caller's live sessions, most recently used first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
 	UpdateMeRequest: {
 		type: "object",
 		additionalProperties: false,
@@ -405,6 +452,89 @@ const schemas: Record<string, SchemaObject> = {
 			offset: { type: "integer", minimum: 0 }
 		}
 	},
+	JobsOverview: {
+		type: "object",
+		additionalProperties: false,
+		required: ["schedules", "queues"],
+		properties: {
+			schedules: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["name", "cron", "timezone", "overlap", "description", "last_run_at", "last_status", "next_run_at"],
+					properties: {
+						name: { type: "string" },
+						cron: { type: "string", examples: ["*/5 * * * *"] },
+						timezone: { type: "string", examples: ["UTC"] },
+						overlap: { type: "string", enum: ["skip", "queue"] },
+						description: { type: "string" },
+						last_run_at: nullableDateTime,
+						last_status: { type: ["string", "null"], enum: ["running", "succeeded", "failed", null] },
+						next_run_at: nullableDateTime
+					}
+				}
+			},
+			queues: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["name", "pending", "dead"],
+					properties: { name: { type: "string" }, pending: { type: "integer", minimum: 0 }, dead: { type: "integer", minimum: 0 } }
+				}
+			}
+		}
+	},
+	JobRunAccepted: {
+		type: "object",
+		additionalProperties: false,
+		required: ["run_id", "job", "slot", "status", "created"],
+		properties: {
+			run_id: { type: "string", format: "uuid" },
+			job: { type: "string" },
+			slot: { type: "string", description: "`manual:<minute>`: presses within the same minute are one run.", examples: ["manual:2026-01-01T09:30"] },
+			status: { type: "string", enum: ["queued", "running", "succeeded", "failed", "skipped"] },
+			created: { type: "boolean", description: "False when this press joined a run already asked for." }
+		}
+	},
+	DeadLetter: {
+		type: "object",
+		additionalProperties: false,
+		required: ["id", "queue", "message_id", "error", "request_id", "failed_at", "payload"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			queue: { type: "string", examples: ["notifications.deliveries"] },
+			message_id: { type: ["string", "null"] },
+			error: { type: ["string", "null"] },
+			request_id: { type: ["string", "null"] },
+			failed_at: dateTime,
+			payload: { description: "The parked message (JSON, or text when it was not JSON)." }
+		}
+	},
+	DeadLetterList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("DeadLetter"), description: "Newest first; redriven ones are not listed." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
+	Redriven: {
+		type: "object",
+		additionalProperties: false,
+		required: ["id", "queue", "message_id", "status", "redriven_at"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			queue: { type: "string" },
+			message_id: { type: ["string", "null"] },
+			status: { type: "string", const: "redriven" },
+			redriven_at: dateTime
+		}
+	},
 	FieldError: {
 		type: "object",
 		additionalProperties: false,
@@ -449,6 +579,8 @@ const headers: Record<string, HeaderObject> = {
 	"RateLimit-Remaining": { description: "Requests left in the current window.", required: true, schema: { type: "integer", minimum: 0 } },
 	"RateLimit-Reset": { description: "Seconds until the window resets.", required: true, schema: { type: "integer", minimum: 0 } },
 	Location: { description: "The new resource.", required: true, schema: { type: "string" } },
+	"Set-Cookie": { description: "A cookie the browser keeps for this flow.", required: false, schema: { type: "string" } },
+	"Cache-Control": { description: "Caching rules for this answer.", required: false, schema: { type: "string" } },
 	"Idempotent-Replayed": {
 		description: "`true` on an answer replayed for a repeated Idempotency-Key (nothing was charged again).",
 		required: false,
@@ -585,7 +717,7 @@ const paths: Record<string, PathItemObject> = {
 				"200": ok("A token pair.", "TokenPair"),
 				...errors(["401", "403"], {
 					"401": problem("Wrong email or password (the same body for both)."),
-					"403": problem("The account is suspended."),
+					"403": problem("The account is suspended, or (with REQUIRE_VERIFIED_EMAIL=true) its email address is not verified yet."),
 					"429": problem("Rate limited, or too many failed logins for this account (10 per 15 minutes by default), even with the right password.", {
 						"Retry-After": header("Retry-After"),
 						...RATE_HEADERS
@@ -616,6 +748,121 @@ const paths: Record<string, PathItemObject> = {
 			tags: ["auth"],
 			requestBody: body("LogoutRequest", false),
 			responses: { "204": ok("Logged out."), ...errors(["401"]) }
+		})
+	},
+	"/api/v1/auth/password/forgot": {
+		post: op({
+			operationId: "forgotPassword",
+			summary: "Ask for a password reset link",
+			description: "Always 202 (no account enumeration); when the address has an account, a reset link valid 30 minutes is emailed. Rate limited per address and per client.",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("ForgotPasswordRequest"),
+			responses: {
+				"202": ok("Accepted; an email follows when the address has an account."),
+				...errors([], {
+					"429": problem("Rate limited, or too many reset requests for this address or from this client.", { "Retry-After": header("Retry-After"), ...RATE_HEADERS })
+				})
+			}
+		})
+	},
+	"/api/v1/auth/password/reset": {
+		post: op({
+			operationId: "resetPassword",
+			summary: "Set a new password with a reset token",
+			description: "Every session of the user is revoked: their access and refresh tokens fail at once.",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("ResetPasswordRequest"),
+			responses: {
+				"204": ok("The password is changed."),
+				...errors([], { "400": problem("The reset token is unknown, already used or expired (the detail says which).") })
+			}
+		})
+	},
+	"/api/v1/auth/email/verify": {
+		post: op({
+			operationId: "verifyEmail",
+			summary: "Confirm an email address with a verification token",
+			description: "The user's `email_verified` becomes true.",
+			tags: ["auth"],
+			security: PUBLIC,
+			requestBody: body("VerifyEmailRequest"),
+			responses: {
+				"204": ok("The email address is verified."),
+				...errors([], { "400": problem("The verification token is unknown, already used or expired (the detail says which).") })
+			}
+		})
+	},
+	"/api/v1/auth/oauth/{provider}/authorize": {
+		get: op({
+			operationId: "oauthAuthorize",
+			summary: "Start an OAuth 2.0 / OpenID Connect login",
+			description:
+				"Redirects to the provider's authorization endpoint with `state`, `nonce` and PKCE `S256`, bound to a server-side record (10 minutes, single use) and to this browser by an HttpOnly `oauth_binding` cookie. Providers come from OAUTH_PROVIDERS. No redirect or return parameter is accepted (422).",
+			tags: ["auth"],
+			security: PUBLIC,
+			parameters: [{ name: "provider", in: "path", required: true, description: "A name in OAUTH_PROVIDERS.", schema: { type: "string", pattern: "^[A-Za-z0-9_]{1,64}$" } }],
+			responses: {
+				"302": {
+					description: "To the provider.",
+					headers: { "X-Request-ID": header("X-Request-ID"), ...RATE_HEADERS, Location: header("Location"), "Set-Cookie": header("Set-Cookie"), "Cache-Control": header("Cache-Control") }
+				},
+				...errors(["404"], { "404": problem("No such login provider."), "503": problem("The provider cannot be reached.", { "Retry-After": header("Retry-After") }) })
+			}
+		})
+	},
+	"/api/v1/auth/oauth/{provider}/callback": {
+		get: op({
+			operationId: "oauthCallback",
+			summary: "Finish an OAuth 2.0 / OpenID Connect login",
+			description:
+				"Where the provider sends the browser back. The code is swapped once, with the PKCE verifier; the ID token's signature, `iss`, `aud`, `exp` and `nonce` are checked. The first login creates the user (`email_verified` from the provider); a verified provider email links to the existing account, an unverified one never does (409).",
+			tags: ["auth"],
+			security: PUBLIC,
+			parameters: [
+				{ name: "provider", in: "path", required: true, description: "A name in OAUTH_PROVIDERS.", schema: { type: "string", pattern: "^[A-Za-z0-9_]{1,64}$" } },
+				{ name: "code", in: "query", required: false, description: "The authorization code.", schema: { type: "string", maxLength: 2048 } },
+				{ name: "state", in: "query", required: false, description: "The state of the authorization request.", schema: { type: "string", maxLength: 512 } },
+				{ name: "iss", in: "query", required: false, description: "The provider's issuer (RFC 9207).", schema: { type: "string", maxLength: 2048 } },
+				{ name: "error", in: "query", required: false, description: "The provider's error, when the login was refused.", schema: { type: "string", maxLength: 256 } }
+			],
+			responses: {
+				"200": ok("A token pair.", "TokenPair", { "Set-Cookie": header("Set-Cookie"), "Cache-Control": header("Cache-Control") }),
+				...errors(["401", "403", "404", "409"], {
+					"400": problem("The state is missing, unknown, already used, expired or from another browser; or the provider refused the login."),
+					"401": problem("The provider refused the code (e.g. replayed), or its ID token failed verification (signature, iss, aud, exp, nonce)."),
+					"403": problem("The account is suspended, or the provider shared no email address."),
+					"404": problem("No such login provider."),
+					"409": problem("An account has this email address and the provider has not verified it."),
+					"503": problem("The provider cannot be reached.", { "Retry-After": header("Retry-After") })
+				})
+			}
+		})
+	},
+	"/api/v1/auth/sessions": {
+		get: op({
+			operationId: "listSessions",
+			summary: "The caller's live sessions",
+			tags: ["auth"],
+			parameters: [
+				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
+				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
+			],
+			responses: { "200": ok("A page of the caller's sessions.", "SessionList"), ...errors(["401"]) }
+		})
+	},
+	"/api/v1/auth/sessions/{id}": {
+		delete: op({
+			operationId: "revokeSession",
+			summary: "Revoke one of the caller's sessions",
+			description: "Its access tokens fail at once (401) and its refresh token no longer works.",
+			tags: ["auth"],
+			parameters: [{ name: "id", in: "path", required: true, description: "A session id from `GET /api/v1/auth/sessions`.", schema: { type: "string", maxLength: 64 } }],
+			responses: {
+				"204": ok("The session is revoked."),
+				...errors(["401", "404"], { "404": problem("No live session of the caller has this id.") })
+			}
 		})
 	},
 	"/api/v1/users/me": {
@@ -754,6 +1001,48 @@ const paths: Record<string, PathItemObject> = {
 			responses: { "200": ok("A page of the caller's notifications.", "NotificationList"), ...errors(["401"]) }
 		})
 	},
+	"/api/v1/admin/jobs": {
+		get: op({
+			operationId: "listJobs",
+			summary: "Scheduled jobs and queues (support, admin)",
+			description: "Each schedule with its last run, last status and next run; each queue with its pending and dead counts.",
+			tags: ["admin"],
+			responses: { "200": ok("Schedules and queues.", "JobsOverview"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/jobs/{name}/run": {
+		post: op({
+			operationId: "runJob",
+			summary: "Run a job now (admin)",
+			description: "Queues a run of the job; presses within the same minute (by any admin) are one run. Audited.",
+			tags: ["admin"],
+			parameters: [{ name: "name", in: "path", required: true, description: "A job name, as `GET /admin/jobs` lists them.", schema: { type: "string", minLength: 1, maxLength: 64 } }],
+			responses: { "202": ok("The run is queued (or was already).", "JobRunAccepted"), ...errors(["401", "403", "404"]) }
+		})
+	},
+	"/api/v1/admin/dead-letters": {
+		get: op({
+			operationId: "listDeadLetters",
+			summary: "Parked messages (support, admin)",
+			description: "Messages a queue gave up on, with their error and request id, newest first.",
+			tags: ["admin"],
+			parameters: [
+				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
+				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
+			],
+			responses: { "200": ok("A page of dead letters.", "DeadLetterList"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/dead-letters/{id}/redrive": {
+		post: op({
+			operationId: "redriveDeadLetter",
+			summary: "Put a parked message back (admin)",
+			description: "A delivery goes back to `queued` with its attempts reset; 409 when it was redriven before. Audited.",
+			tags: ["admin"],
+			parameters: [{ name: "id", in: "path", required: true, description: "A dead letter id (422 when not a UUID).", schema: { type: "string", format: "uuid" } }],
+			responses: { "202": ok("Put back.", "Redriven"), ...errors(["401", "403", "404", "409"]) }
+		})
+	},
 	"/.well-known/jwks.json": {
 		get: op({
 			operationId: "jwks",
@@ -859,6 +1148,7 @@ const DOCUMENT: OpenApiDocument = {
 		{ name: "users", description: "Profiles and KYC" },
 		{ name: "payments", description: "Charges, receipts, refunds and Stripe webhooks" },
 		{ name: "notifications", description: "Emails and SMS sent to the caller" },
+		{ name: "admin", description: "Operating the system: jobs and dead letters" },
 		{ name: "health", description: "Probes" },
 		{ name: "docs", description: "This documentation" }
 	],

@@ -50,6 +50,12 @@ export class TokenCache {
 		this.prune();
 	}
 
+	/** Forget every cached token (signing keys were retired): each is verified again on its next use. */
+	clear(): void {
+		this.entries.clear();
+		this.bySession.clear();
+	}
+
 	isRevoked(sid: string): boolean {
 		return this.revoked.has(sid);
 	}

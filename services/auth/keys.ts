@@ -9,6 +9,9 @@ export interface SigningKey {
 	publicKey: KeyObject;
 }
 
+/** A key that only verifies: a previous key whose private half this node does not hold. */
+export type VerifyKey = Omit<SigningKey, "privateKey">;
+
 export interface PublicJwk extends JsonWebKey {
 	kid: string;
 	alg: SigningAlg;
@@ -38,6 +41,33 @@ export function parsePrivateKey(text: string, kid?: string): SigningKey {
 	return { kid: kid ?? thumbprint(publicKey), alg: algFor(privateKey), privateKey, publicKey };
 }
 
+/** Reads a public key given as PEM or as a JWK (JSON), e.g. one of JWT_PREVIOUS_PUBLIC_KEYS. */
+export function parsePublicKey(text: string): VerifyKey {
+	const trimmed = text.trim();
+	const jwk = trimmed.startsWith("{") ? (JSON.parse(trimmed) as JsonWebKey & { kid?: string }) : undefined;
+	const publicKey = jwk
+		? crypto.createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, n: jwk.n, e: jwk.e }, format: "jwk" })
+		: crypto.createPublicKey(trimmed.replace(/\\n/g, "\n"));
+	return { kid: (typeof jwk?.kid === "string" && jwk.kid) || thumbprint(publicKey), alg: algFor(publicKey), publicKey };
+}
+
+/** JWT_PREVIOUS_PUBLIC_KEYS: PEM or JWK public keys, separated by commas (a PEM holds none; a JWK's own commas are kept). */
+export function parsePublicKeyList(text: string): VerifyKey[] {
+	const items: string[] = [];
+	let depth = 0;
+	let cur = "";
+	for (const ch of text) {
+		if (ch === "{") depth++;
+		if (ch === "}") depth--;
+		if (ch === "," && depth === 0) {
+			items.push(cur);
+			cur = "";
+		} else cur += ch;
+	}
+	items.push(cur);
+	return items.map(i => i.trim()).filter(Boolean).map(parsePublicKey);
+}
+
 export function generateKey(): SigningKey {
 	const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
 	return { kid: thumbprint(publicKey), alg: "ES256", privateKey, publicKey };
@@ -47,6 +77,6 @@ export function toPem(key: SigningKey): string {
 	return key.privateKey.export({ format: "pem", type: "pkcs8" }).toString();
 }
 
-export function publicJwk(key: SigningKey): PublicJwk {
+export function publicJwk(key: VerifyKey): PublicJwk {
 	return { ...key.publicKey.export({ format: "jwk" }), kid: key.kid, alg: key.alg, use: "sig" };
 }

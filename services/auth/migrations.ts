@@ -1,5 +1,6 @@
 import { DataTypes } from "sequelize";
 import type { Migration } from "../../lib/db";
+import { outboxMigration } from "../../mixins/outbox.mixin";
 
 const now = { type: DataTypes.DATE, allowNull: false };
 
@@ -49,6 +50,61 @@ export const migrations: Migration[] = [
 		},
 		async down({ context: qi }) {
 			for (const t of ["login_failures", "signing_keys", "refresh_tokens", "sessions", "credentials"]) await qi.dropTable(t);
+		}
+	}
+,
+	outboxMigration("002-outbox"),
+	{
+		name: "003-action-tokens-key-status",
+		async up({ context: qi }) {
+			// Email verification and password reset tokens: stored only as their SHA-256, single use.
+			await qi.createTable("action_tokens", {
+				token_hash: { type: DataTypes.STRING(64), primaryKey: true },
+				user_id: { type: DataTypes.UUID, allowNull: false },
+				purpose: { type: DataTypes.STRING(32), allowNull: false },
+				expires_at: now,
+				used_at: { type: DataTypes.DATE },
+				created_at: now
+			});
+			await qi.addIndex("action_tokens", ["user_id", "purpose"]);
+			// current: signs new tokens; previous: still verifies tokens it signed; retired: gone from JWKS.
+			await qi.addColumn("signing_keys", "status", { type: DataTypes.STRING(16), allowNull: false, defaultValue: "current" });
+			await qi.addColumn("signing_keys", "rotated_at", { type: DataTypes.DATE });
+			await qi.sequelize.query("UPDATE signing_keys SET status = 'retired' WHERE retired_at IS NOT NULL");
+		},
+		async down({ context: qi }) {
+			await qi.removeColumn("signing_keys", "rotated_at");
+			await qi.removeColumn("signing_keys", "status");
+			await qi.dropTable("action_tokens");
+		}
+	},
+	{
+		name: "004-oauth",
+		async up({ context: qi }) {
+			// One row per authorization request: its state (as SHA-256), nonce and PKCE verifier, used once.
+			await qi.createTable("oauth_states", {
+				state_hash: { type: DataTypes.STRING(64), primaryKey: true },
+				provider: { type: DataTypes.STRING(64), allowNull: false },
+				nonce: { type: DataTypes.STRING(128), allowNull: false },
+				code_verifier: { type: DataTypes.STRING(128), allowNull: false },
+				binding_hash: { type: DataTypes.STRING(64), allowNull: false },
+				expires_at: now,
+				used_at: { type: DataTypes.DATE },
+				created_at: now
+			});
+			// A provider account (its issuer's `sub`) linked to a user.
+			await qi.createTable("oauth_identities", {
+				provider: { type: DataTypes.STRING(64), primaryKey: true },
+				subject: { type: DataTypes.STRING(255), primaryKey: true },
+				user_id: { type: DataTypes.UUID, allowNull: false },
+				email: { type: DataTypes.STRING(320) },
+				created_at: now
+			});
+			await qi.addIndex("oauth_identities", ["user_id"]);
+		},
+		async down({ context: qi }) {
+			await qi.dropTable("oauth_identities");
+			await qi.dropTable("oauth_states");
 		}
 	}
 ];

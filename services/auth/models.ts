@@ -26,8 +26,33 @@ export interface SigningKeyRow {
 	kid: string;
 	alg: string;
 	private_pem: string;
+	status: "current" | "previous" | "retired";
 	created_at: Date;
+	rotated_at: Date | null;
 	retired_at: Date | null;
+}
+export interface ActionTokenRow {
+	token_hash: string;
+	user_id: string;
+	purpose: "email_verification" | "password_reset";
+	expires_at: Date;
+	used_at: Date | null;
+	created_at: Date;
+}
+export interface OAuthStateRow {
+	state_hash: string;
+	provider: string;
+	nonce: string;
+	code_verifier: string;
+	binding_hash: string;
+	expires_at: Date;
+	used_at: Date | null;
+}
+export interface OAuthIdentityRow {
+	provider: string;
+	subject: string;
+	user_id: string;
+	email: string | null;
 }
 export interface LoginFailureRow {
 	email: string;
@@ -43,6 +68,9 @@ export interface AuthModels {
 	RefreshToken: M<RefreshTokenRow>;
 	SigningKey: M<SigningKeyRow>;
 	LoginFailure: M<LoginFailureRow>;
+	ActionToken: M<ActionTokenRow>;
+	OAuthState: M<OAuthStateRow>;
+	OAuthIdentity: M<OAuthIdentityRow>;
 	[name: string]: ModelStatic<any>;
 }
 
@@ -76,6 +104,8 @@ export function defineModels(sequelize: Sequelize): AuthModels {
 		kid: { type: DataTypes.STRING(128), primaryKey: true },
 		alg: { type: DataTypes.STRING(16), allowNull: false },
 		private_pem: { type: DataTypes.TEXT, allowNull: false },
+		status: { type: DataTypes.STRING(16), allowNull: false, defaultValue: "current" },
+		rotated_at: { type: DataTypes.DATE },
 		retired_at: { type: DataTypes.DATE }
 	}, { tableName: "signing_keys", updatedAt: false }) as M<SigningKeyRow>;
 
@@ -85,5 +115,30 @@ export function defineModels(sequelize: Sequelize): AuthModels {
 		window_started_at: { type: DataTypes.DATE, allowNull: false }
 	}, { tableName: "login_failures", timestamps: false }) as M<LoginFailureRow>;
 
-	return { Credential, Session, RefreshToken, SigningKey, LoginFailure };
+	const ActionToken = sequelize.define("ActionToken", {
+		token_hash: { type: DataTypes.STRING(64), primaryKey: true },
+		user_id: { type: DataTypes.UUID, allowNull: false },
+		purpose: { type: DataTypes.STRING(32), allowNull: false },
+		expires_at: { type: DataTypes.DATE, allowNull: false },
+		used_at: { type: DataTypes.DATE }
+	}, { tableName: "action_tokens", updatedAt: false }) as M<ActionTokenRow>;
+
+	const OAuthState = sequelize.define("OAuthState", {
+		state_hash: { type: DataTypes.STRING(64), primaryKey: true },
+		provider: { type: DataTypes.STRING(64), allowNull: false },
+		nonce: { type: DataTypes.STRING(128), allowNull: false },
+		code_verifier: { type: DataTypes.STRING(128), allowNull: false },
+		binding_hash: { type: DataTypes.STRING(64), allowNull: false },
+		expires_at: { type: DataTypes.DATE, allowNull: false },
+		used_at: { type: DataTypes.DATE }
+	}, { tableName: "oauth_states", updatedAt: false }) as M<OAuthStateRow>;
+
+	const OAuthIdentity = sequelize.define("OAuthIdentity", {
+		provider: { type: DataTypes.STRING(64), primaryKey: true },
+		subject: { type: DataTypes.STRING(255), primaryKey: true },
+		user_id: { type: DataTypes.UUID, allowNull: false },
+		email: { type: DataTypes.STRING(320) }
+	}, { tableName: "oauth_identities", updatedAt: false }) as M<OAuthIdentityRow>;
+
+	return { Credential, Session, RefreshToken, SigningKey, LoginFailure, ActionToken, OAuthState, OAuthIdentity };
 }

@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import jwt from "jsonwebtoken";
-import type { SigningKey } from "./keys";
+import type { SigningKey, VerifyKey } from "./keys";
 
 export interface AccessClaims {
 	iss: string;
@@ -35,7 +35,7 @@ export function signAccessToken(key: SigningKey, s: TokenSettings, sub: string, 
  * Verifies an access token against the known keys: the header's `kid` picks the key and the key
  * pins the algorithm, so `none`, HMAC and algorithm-swap tokens never verify. Returns null when invalid.
  */
-export function verifyAccessToken(token: string, keys: Map<string, SigningKey>, s: TokenSettings): AccessClaims | null {
+export function verifyAccessToken(token: string, keys: Map<string, VerifyKey>, s: TokenSettings): AccessClaims | null {
 	const decoded = jwt.decode(token, { complete: true });
 	if (!decoded || typeof decoded.payload === "string") return null;
 	const kid = decoded.header.kid;
@@ -54,6 +54,12 @@ export function verifyAccessToken(token: string, keys: Map<string, SigningKey>, 
 	} catch {
 		return null;
 	}
+}
+
+/** The `kid` in a token's header, if it has one. */
+export function tokenKid(token: string): string | undefined {
+	const decoded = jwt.decode(token, { complete: true });
+	return typeof decoded?.header.kid === "string" ? decoded.header.kid : undefined;
 }
 
 /** An opaque refresh token: 256 random bits, base64url. */

@@ -110,3 +110,17 @@ registerEventRule("payment.refunded", {
 		return [...email("refund", user, ctx), ...sms("refund", user, ctx)];
 	}
 });
+
+/** Auth's link emails go to the address the event names (the one the token was made for), with the user's name. */
+const linkEmail = (template: string) => ({
+	userId: byUserId,
+	plan(data: Record<string, unknown>, user: Recipient | null): PlannedDelivery[] {
+		const to = str(data.email) ?? user?.email;
+		const link = str(data.link);
+		if (!to || !link) return [];
+		return [{ channel: "email", template, to, data: { name: user?.name ?? str(data.name) ?? "", link } }];
+	}
+});
+
+registerEventRule("auth.email_verification_requested", linkEmail("email_verification"));
+registerEventRule("auth.password_reset_requested", linkEmail("password_reset"));

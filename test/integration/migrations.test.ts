@@ -9,7 +9,7 @@ import { startSystem, uniqueEmail, type TestSystem } from "../helpers/system";
 
 const CASES = [
 	{ service: "users", names: usersMigrations.map(m => m.name), tables: ["users", "kyc_submissions", "outbox"] },
-	{ service: "auth", names: authMigrations.map(m => m.name), tables: ["credentials", "sessions", "refresh_tokens", "signing_keys", "login_failures"] }
+	{ service: "auth", names: authMigrations.map(m => m.name), tables: ["credentials", "sessions", "refresh_tokens", "signing_keys", "login_failures", "outbox", "action_tokens", "oauth_states", "oauth_identities"] }
 ];
 
 describe("versioned migrations", () => {

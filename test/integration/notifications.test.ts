@@ -420,12 +420,12 @@ describe("notifications over SMTP and Twilio", () => {
 		await paymentEvent(sys, "payment.succeeded", { user_id: a.user.id, amount: 1999, currency: "usd" }, "ntest:list.1");
 		await waitFor(async () => {
 			const r = await call(sys.url, "GET", "/api/v1/notifications", { token: a.token });
-			return r.body.total === 3 && r.body.items.every((i: { status: string }) => i.status === "sent");
-		}, "a's three notifications sent");
+			return r.body.total === 4 && r.body.items.every((i: { status: string }) => i.status === "sent");
+		}, "a's four notifications sent (welcome, email verification, receipt by email and SMS)");
 
 		const res = await call(sys.url, "GET", "/api/v1/notifications", { token: a.token });
 		expect(res.status).toBe(200);
-		expect(res.body).toMatchObject({ total: 3, limit: 20, offset: 0 });
+		expect(res.body).toMatchObject({ total: 4, limit: 20, offset: 0 });
 		for (const item of res.body.items) {
 			expect(item).toEqual({
 				id: expect.any(String),
@@ -440,14 +440,14 @@ describe("notifications over SMTP and Twilio", () => {
 			});
 			expect([a.email, "+14155550111"]).toContain(item.to);
 		}
-		expect(res.body.items.map((i: { template: string; channel: string }) => `${i.channel}:${i.template}`).sort()).toEqual(["email:receipt", "email:welcome", "sms:receipt"]);
+		expect(res.body.items.map((i: { template: string; channel: string }) => `${i.channel}:${i.template}`).sort()).toEqual(["email:email_verification", "email:receipt", "email:welcome", "sms:receipt"]);
 
 		const mine = await call(sys.url, "GET", "/api/v1/notifications", { token: b.token });
 		expect(mine.body.items.every((i: { to: string }) => i.to === b.email)).toBe(true);
 		expect(mine.body.items.map((i: { id: string }) => i.id)).not.toEqual(expect.arrayContaining([res.body.items[0].id]));
 
 		const page = await call(sys.url, "GET", "/api/v1/notifications?limit=1&offset=1", { token: a.token });
-		expect(page.body).toMatchObject({ total: 3, limit: 1, offset: 1 });
+		expect(page.body).toMatchObject({ total: 4, limit: 1, offset: 1 });
 		expect(page.body.items).toHaveLength(1);
 		expect(page.body.items[0].id).toBe(res.body.items[1].id);
 

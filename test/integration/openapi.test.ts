@@ -157,8 +157,18 @@ describe("OpenAPI document and its contract", () => {
 
 	beforeAll(async () => {
 		sys = await startSystem({
-			services: ["api", "auth", "users", "notifications", "payments"],
-			env: { LOGIN_MAX_FAILURES: "2", BODY_LIMIT_BYTES: String(BODY_LIMIT), STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET }
+			services: ["api", "auth", "users", "notifications", "payments", "jobs"],
+			env: {
+				LOGIN_MAX_FAILURES: "2",
+				BODY_LIMIT_BYTES: String(BODY_LIMIT),
+				STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+				// A login provider nobody serves (the 302 and 200 of OAuth are covered by oauth.test.ts against a real provider).
+				OAUTH_PROVIDERS: "down",
+				OAUTH_DOWN_ISSUER: "http://127.0.0.1:9",
+				OAUTH_DOWN_CLIENT_ID: "client",
+				OAUTH_DOWN_CLIENT_SECRET: "secret",
+				OAUTH_DOWN_REDIRECT_URI: "http://127.0.0.1:8000/api/v1/auth/oauth/down/callback"
+			}
 		});
 		const res = await http(sys.url, "GET", "/api/openapi.json");
 		expect(res.status).toBe(200);
@@ -215,7 +225,8 @@ describe("OpenAPI document and its contract", () => {
 				const secured = security.length > 0;
 
 				const statuses = Object.keys(op.responses);
-				expect([where, statuses.some(s => /^2\d\d$/.test(s))]).toEqual([where, true]);
+				// A success, or (the OAuth authorize) a redirect.
+				expect([where, statuses.some(s => /^[23]\d\d$/.test(s))]).toEqual([where, true]);
 				const gateway = path.startsWith("/api/v1/") || path.startsWith("/.well-known/");
 				const required = [...(gateway ? ["400", "413", "415", "422", "429", "503"] : []), ...(secured ? ["401"] : [])];
 				for (const s of required) expect([where, s, statuses.includes(s)]).toEqual([where, s, true]);
@@ -314,6 +325,51 @@ describe("OpenAPI document and its contract", () => {
 		expect((await c.call(sys.url, "post", "/api/v1/auth/logout", { token: again.token })).status).toBe(204);
 	});
 
+	it("password reset, email verification and sessions: 202, 204, 200, 400, 401, 404, 422", async () => {
+		const { email, user, token } = await registerAndLogin(sys.url);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/password/forgot", { body: { email } })).status).toBe(202);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/password/forgot", { body: {}, invalidBody: true })).status).toBe(422);
+
+		// The tokens are what the emails carry; here they are made directly (auth stores only their hashes).
+		const made = async (purpose: string) => {
+			const t = crypto.randomBytes(32).toString("base64url");
+			const hash = crypto.createHash("sha256").update(t).digest("hex");
+			await query(sys.env.AUTH_DATABASE_URL, "INSERT INTO action_tokens (token_hash, user_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, now() + interval '10 minutes', now())", [hash, user.id, purpose]);
+			return t;
+		};
+		const verify = await made("email_verification");
+		expect((await c.call(sys.url, "post", "/api/v1/auth/email/verify", { body: { token: verify } })).status).toBe(204);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/email/verify", { body: { token: verify } })).status).toBe(400);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/email/verify", { body: {}, invalidBody: true })).status).toBe(422);
+
+		const sessions = await c.call(sys.url, "get", "/api/v1/auth/sessions", { token, query: "limit=5" });
+		expect(sessions.status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/auth/sessions")).status).toBe(401);
+		expect((await c.call(sys.url, "get", "/api/v1/auth/sessions", { token, query: "limit=0" })).status).toBe(422);
+		expect((await c.call(sys.url, "delete", "/api/v1/auth/sessions/{id}", { token, params: { id: crypto.randomUUID() } })).status).toBe(404);
+		expect((await c.call(sys.url, "delete", "/api/v1/auth/sessions/{id}", { params: { id: crypto.randomUUID() } })).status).toBe(401);
+
+		const reset = await made("password_reset");
+		expect((await c.call(sys.url, "post", "/api/v1/auth/password/reset", { body: { token: reset, password: "x" }, invalidBody: false })).status).toBe(422);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/password/reset", { body: { token: reset, password: "a new passphrase" } })).status).toBe(204);
+		expect((await c.call(sys.url, "post", "/api/v1/auth/password/reset", { body: { token: reset, password: "a new passphrase" } })).status).toBe(400);
+
+		const again = await registerAndLogin(sys.url);
+		const own = await c.call(sys.url, "get", "/api/v1/auth/sessions", { token: again.token });
+		expect((await c.call(sys.url, "delete", "/api/v1/auth/sessions/{id}", { token: again.token, params: { id: own.body.items[0].id } })).status).toBe(204);
+	});
+
+	it("oauth: 404 unknown provider, 422 extra parameters, 503 provider down, 400 bad state", async () => {
+		const authorize = "/api/v1/auth/oauth/{provider}/authorize";
+		const callback = "/api/v1/auth/oauth/{provider}/callback";
+		expect((await c.call(sys.url, "get", authorize, { params: { provider: "nope" } })).status).toBe(404);
+		expect((await c.call(sys.url, "get", authorize, { params: { provider: "down" }, query: "redirect_uri=https%3A%2F%2Fevil.example" })).status).toBe(422);
+		expect((await c.call(sys.url, "get", authorize, { params: { provider: "down" } })).status).toBe(503);
+		expect((await c.call(sys.url, "get", callback, { params: { provider: "nope" }, query: "code=c&state=s" })).status).toBe(404);
+		expect((await c.call(sys.url, "get", callback, { params: { provider: "down" }, query: "code=c&state=s&extra=1" })).status).toBe(422);
+		expect((await c.call(sys.url, "get", callback, { params: { provider: "down" }, query: "code=c&state=s" })).status).toBe(400);
+	});
+
 	it("users/me: 200, 401, 422; PATCH 200, 422", async () => {
 		const { token, user } = await registerAndLogin(sys.url);
 		const me = await c.call(sys.url, "get", "/api/v1/users/me", { token, headers: { "x-request-id": "oa-test:me.1" } });
@@ -387,19 +443,61 @@ describe("OpenAPI document and its contract", () => {
 
 	it("notifications: 200, 401, 422", async () => {
 		const { token } = await registerAndLogin(sys.url);
-		// The welcome email is recorded shortly after the register answers.
-		for (let i = 0; i < 200 && (await http(sys.url, "GET", "/api/v1/notifications", { token })).body?.total !== 1; i++) await new Promise(r => setTimeout(r, 25));
+		// The welcome and verification emails are recorded shortly after the register answers.
+		for (let i = 0; i < 200 && (await http(sys.url, "GET", "/api/v1/notifications", { token })).body?.total !== 2; i++) await new Promise(r => setTimeout(r, 25));
 		const list = await c.call(sys.url, "get", "/api/v1/notifications", { token });
 		expect(list.status).toBe(200);
-		expect(list.body).toMatchObject({ total: 1, limit: 20, offset: 0, items: [{ channel: "email", template: "welcome" }] });
-		const page = await c.call(sys.url, "get", "/api/v1/notifications", { token, query: "limit=1&offset=1" });
-		expect(page.body).toMatchObject({ items: [], total: 1, limit: 1, offset: 1 });
+		expect(list.body).toMatchObject({ total: 2, limit: 20, offset: 0 });
+		expect(list.body.items.map((n: { template: string }) => n.template).sort()).toEqual(["email_verification", "welcome"]);
+		const page = await c.call(sys.url, "get", "/api/v1/notifications", { token, query: "limit=1&offset=2" });
+		expect(page.body).toMatchObject({ items: [], total: 2, limit: 1, offset: 2 });
 
 		expect((await c.call(sys.url, "get", "/api/v1/notifications")).status).toBe(401);
 		for (const query of ["limit=0", "limit=101", "offset=-1", "limit=ten", "user_id=" + crypto.randomUUID()]) {
 			const res = await c.call(sys.url, "get", "/api/v1/notifications", { token, query });
 			expect([query, res.status]).toEqual([query, 422]);
 		}
+	});
+
+	it("admin jobs and dead letters: 200, 202, 401, 403, 404, 409, 422", async () => {
+		const staff = async (role: string) => {
+			const u = await registerAndLogin(sys.url);
+			await sys.broker.call("users.update", { id: u.user.id, roles: ["user", role] });
+			return (await http(sys.url, "POST", "/api/v1/auth/login", { body: { email: u.email, password: u.password } })).body.access_token as string;
+		};
+		const user = (await registerAndLogin(sys.url)).token;
+		const support = await staff("support");
+		const admin = await staff("admin");
+
+		expect((await c.call(sys.url, "get", "/api/v1/admin/jobs", { token: support })).status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/jobs")).status).toBe(401);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/jobs", { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/jobs", { token: support, query: "x=1" })).status).toBe(422);
+
+		const run = "/api/v1/admin/jobs/{name}/run";
+		expect((await c.call(sys.url, "post", run, { token: admin, params: { name: "cleanup" } })).status).toBe(202);
+		expect((await c.call(sys.url, "post", run, { params: { name: "cleanup" } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", run, { token: support, params: { name: "cleanup" } })).status).toBe(403);
+		expect((await c.call(sys.url, "post", run, { token: admin, params: { name: "no-such-job" } })).status).toBe(404);
+		expect((await c.call(sys.url, "post", run, { token: admin, params: { name: "cleanup" }, body: { now: true } })).status).toBe(422);
+
+		const letters = "/api/v1/admin/dead-letters";
+		const [letter] = await query<{ id: string }>(sys.env.NOTIFICATIONS_DATABASE_URL,
+			"INSERT INTO dead_letters (id, queue, message_id, payload, error, request_id, failed_at) VALUES ($1, 'test.queue', NULL, '{\"a\":1}', 'boom', 'req-1', now()) RETURNING id", [crypto.randomUUID()]);
+		const list = await c.call(sys.url, "get", letters, { token: support });
+		expect(list.status).toBe(200);
+		expect(list.body.items.find((i: { id: string }) => i.id === letter.id)).toMatchObject({ queue: "test.queue", error: "boom", request_id: "req-1", payload: { a: 1 } });
+		expect((await c.call(sys.url, "get", letters)).status).toBe(401);
+		expect((await c.call(sys.url, "get", letters, { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", letters, { token: support, query: "limit=0" })).status).toBe(422);
+
+		const redrive = "/api/v1/admin/dead-letters/{id}/redrive";
+		expect((await c.call(sys.url, "post", redrive, { token: admin, params: { id: letter.id } })).status).toBe(202);
+		expect((await c.call(sys.url, "post", redrive, { token: admin, params: { id: letter.id } })).status).toBe(409);
+		expect((await c.call(sys.url, "post", redrive, { params: { id: letter.id } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", redrive, { token: support, params: { id: letter.id } })).status).toBe(403);
+		expect((await c.call(sys.url, "post", redrive, { token: admin, params: { id: crypto.randomUUID() } })).status).toBe(404);
+		expect((await c.call(sys.url, "post", redrive, { token: admin, params: { id: "nope" } })).status).toBe(422);
 	});
 
 	it("payments: charge 201, 400, 401, 402, 403, 409, 422; list, get and receipt; the Stripe webhook", async () => {
@@ -546,6 +644,13 @@ describe("OpenAPI document and its contract", () => {
 			"post /api/v1/auth/login": [200, 401, 403, 422, 429],
 			"post /api/v1/auth/refresh": [200, 401, 422],
 			"post /api/v1/auth/logout": [204, 401, 422],
+			"post /api/v1/auth/password/forgot": [202, 422],
+			"post /api/v1/auth/password/reset": [204, 400, 422],
+			"post /api/v1/auth/email/verify": [204, 400, 422],
+			"get /api/v1/auth/sessions": [200, 401, 422],
+			"delete /api/v1/auth/sessions/{id}": [204, 401, 404],
+			"get /api/v1/auth/oauth/{provider}/authorize": [404, 422, 503],
+			"get /api/v1/auth/oauth/{provider}/callback": [400, 404, 422],
 			"get /api/v1/users/me": [200, 401, 422, 503],
 			"patch /api/v1/users/me": [200, 401, 422],
 			"get /api/v1/users/{id}": [200, 401, 403, 404, 422],
@@ -562,7 +667,11 @@ describe("OpenAPI document and its contract", () => {
 			"get /api/v1/payments": [200, 401, 422],
 			"get /api/v1/payments/{id}": [200, 401, 403, 404, 422],
 			"get /api/v1/payments/{id}/receipt": [200, 401, 403, 404, 422],
-			"post /api/v1/webhooks/stripe": [200, 400, 415]
+			"post /api/v1/webhooks/stripe": [200, 400, 415],
+			"get /api/v1/admin/jobs": [200, 401, 403, 422],
+			"post /api/v1/admin/jobs/{name}/run": [202, 401, 403, 404, 422],
+			"get /api/v1/admin/dead-letters": [200, 401, 403, 422],
+			"post /api/v1/admin/dead-letters/{id}/redrive": [202, 401, 403, 404, 409, 422]
 		};
 		const operations = Object.entries(doc.paths).flatMap(([path, item]) => METHODS.filter(m => item[m as "get"]).map(m => `${m} ${path}`));
 		expect(Object.keys(expected).sort()).toEqual(operations.sort());

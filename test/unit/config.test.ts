@@ -53,7 +53,13 @@ describe("loadConfig", () => {
 		[{ ADMIN_EMAIL: "root@example.com" }, "ADMIN_PASSWORD"],
 		[{ ADMIN_EMAIL: "not-an-email", ADMIN_PASSWORD: "long enough pw" }, "ADMIN_EMAIL"],
 		[{ USERS_DATABASE_URL: "mysql://x" }, "USERS_DATABASE_URL"],
-		[{ AUTH_DATABASE_URL: "sqlite:./auth.db" }, "AUTH_DATABASE_URL"]
+		[{ AUTH_DATABASE_URL: "sqlite:./auth.db" }, "AUTH_DATABASE_URL"],
+		[{ APP_URL: "ftp://app.example.com" }, "APP_URL"],
+		[{ REQUIRE_VERIFIED_EMAIL: "yes" }, "REQUIRE_VERIFIED_EMAIL"],
+		[{ OAUTH_PROVIDERS: "google" }, "OAUTH_GOOGLE_ISSUER"],
+		[{ OAUTH_PROVIDERS: "google", OAUTH_GOOGLE_ISSUER: "https://accounts.google.com", OAUTH_GOOGLE_CLIENT_ID: "id", OAUTH_GOOGLE_CLIENT_SECRET: "s" }, "OAUTH_GOOGLE_REDIRECT_URI"],
+		[{ OAUTH_PROVIDERS: "g", OAUTH_G_ISSUER: "not a url", OAUTH_G_CLIENT_ID: "id", OAUTH_G_CLIENT_SECRET: "s", OAUTH_G_REDIRECT_URI: "https://x/cb" }, "OAUTH_G_ISSUER"],
+		[{ OAUTH_PROVIDERS: "bad-name" }, "OAUTH_PROVIDERS"]
 	])("refuses %j with one line naming %s", (env, variable) => {
 		let caught: unknown;
 		try {
@@ -67,6 +73,26 @@ describe("loadConfig", () => {
 		expect(err.message).toContain(variable);
 		expect(err.message).not.toMatch(/[\r\n]/);
 		expect(err.message.length).toBeLessThan(200);
+	});
+
+	it("reads auth settings: APP_URL, REQUIRE_VERIFIED_EMAIL and the OAuth providers", () => {
+		expect(loadConfig({})).toMatchObject({ APP_URL: "http://localhost:8000", REQUIRE_VERIFIED_EMAIL: false, OAUTH: [] });
+		const cfg = loadConfig({
+			APP_URL: "https://app.example.com/",
+			REQUIRE_VERIFIED_EMAIL: "true",
+			OAUTH_PROVIDERS: "Google, github",
+			OAUTH_GOOGLE_ISSUER: "https://accounts.google.com",
+			OAUTH_GOOGLE_CLIENT_ID: "gid",
+			OAUTH_GOOGLE_CLIENT_SECRET: "gsecret",
+			OAUTH_GOOGLE_REDIRECT_URI: "https://api.example.com/api/v1/auth/oauth/google/callback",
+			OAUTH_GITHUB_ISSUER: "https://github.example.com",
+			OAUTH_GITHUB_CLIENT_ID: "hid",
+			OAUTH_GITHUB_CLIENT_SECRET: "hsecret",
+			OAUTH_GITHUB_REDIRECT_URI: "https://api.example.com/api/v1/auth/oauth/github/callback"
+		});
+		expect(cfg.APP_URL).toBe("https://app.example.com");
+		expect(cfg.REQUIRE_VERIFIED_EMAIL).toBe(true);
+		expect(cfg.OAUTH.map(p => [p.name, p.clientId])).toEqual([["google", "gid"], ["github", "hid"]]);
 	});
 
 	it("allows a low bcrypt cost under NODE_ENV=test only", () => {
