@@ -59,9 +59,9 @@ const variables = z.object({
 	JWT_PREVIOUS_PUBLIC_KEYS: optionalString,
 	/** Where the web app lives: email links are built on it (`<APP_URL>/reset-password?token=…`). */
 	APP_URL: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).default("http://localhost:8000").transform(v => v.replace(/\/+$/, "")),
-	/** true: a user must verify their email address before logging in with a password. */
 	/** OAuth 2.0 / OpenID Connect login providers, e.g. `google,github`; each needs OAUTH_<NAME>_ISSUER, _CLIENT_ID, _CLIENT_SECRET, _REDIRECT_URI. */
 	OAUTH_PROVIDERS: z.string().regex(/^[a-z0-9,_ ]*$/i, "must be a comma list of provider names (letters, digits, _)").default(""),
+	/** true: a user must verify their email address before logging in with a password. */
 	REQUIRE_VERIFIED_EMAIL: z.enum(["true", "false", ""], { error: "must be true or false" }).default("false").transform(v => v === "true"),
 
 	RATE_LIMIT_WINDOW_MS: int(60000, 1000, 3600000),
