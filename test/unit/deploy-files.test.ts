@@ -13,6 +13,11 @@ describe("deployment files describe the system the code builds", () => {
 		for (const name of CONFIG_VARIABLES) expect(example).toMatch(new RegExp(`^#? ?${name}=`, "m"));
 	});
 
+	it("the README's configuration table names every configuration variable", () => {
+		const readme = read("README.md");
+		expect(CONFIG_VARIABLES.filter(name => !readme.includes(`\`${name}\``))).toEqual([]);
+	});
+
 	it("docker-compose.yml: every node runs services that exist, over NATS, with its own database", () => {
 		const compose = parse(read("docker-compose.yml"), { merge: true });
 		const nodes = Object.entries<any>(compose.services).filter(([, s]) => s.environment?.SERVICES);
