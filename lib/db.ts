@@ -21,14 +21,35 @@ export function createSequelize(service: string, env: NodeJS.ProcessEnv = proces
 		});
 	}
 	fs.mkdirSync(path.dirname(target.storage), { recursive: true });
-	return new Sequelize({
-		...common,
-		dialect: "sqlite",
-		storage: target.storage,
-		transactionType: Transaction.TYPES.IMMEDIATE,
-		retry: { match: [/SQLITE_BUSY/], max: 20 },
-		pool: { max: 1, min: 0, idle: 10000 }
-	});
+	return serializeTransactions(
+		new Sequelize({
+			...common,
+			dialect: "sqlite",
+			storage: target.storage,
+			transactionType: Transaction.TYPES.IMMEDIATE,
+			retry: { match: [/SQLITE_BUSY/], max: 20 },
+			pool: { max: 1, min: 0, idle: 10000 }
+		})
+	);
+}
+
+/**
+ * SQLite has one writer at a time, and Sequelize opens a connection per transaction: concurrent
+ * transactions then fight over the lock with SQLITE_BUSY retries (seconds under load). Managed
+ * transactions of one process take turns in a queue instead; reads outside transactions still run
+ * concurrently (WAL). Never open a second transaction from inside a transaction's callback.
+ */
+function serializeTransactions(sequelize: Sequelize): Sequelize {
+	const original = sequelize.transaction.bind(sequelize) as (...args: unknown[]) => Promise<unknown>;
+	let tail: Promise<unknown> = Promise.resolve();
+	(sequelize as unknown as { transaction: (...args: unknown[]) => Promise<unknown> }).transaction = (...args: unknown[]) => {
+		if (typeof args[args.length - 1] !== "function") return original(...args); // unmanaged: caller commits
+		const run = () => original(...args);
+		const result = tail.then(run, run);
+		tail = result.catch(() => undefined);
+		return result;
+	};
+	return sequelize;
 }
 
 /**
