@@ -387,9 +387,12 @@ describe("jobs in a system: reconciliation, admin routes, dead letters, metrics"
 		const redrive = await http(sys.url, "POST", `/api/v1/admin/dead-letters/${letter.id}/redrive`, { token: admin });
 		expect(redrive.status).toBe(202);
 		expect((await http(sys.url, "POST", `/api/v1/admin/dead-letters/${letter.id}/redrive`, { token: admin })).status).toBe(409);
-		await waitFor(() => mailsTo(poison).length > 0, "the redriven mail");
+		// Only this delivery's mail counts (its Message-ID names it): the poison user's verification email
+		// is a second delivery that may still be retrying when the cause is fixed.
+		const redriven = () => mailsTo(poison).filter(m => m.body.includes(letter.payload.delivery_id));
+		await waitFor(() => redriven().length > 0, "the redriven mail");
 		await sleep(300);
-		expect(mailsTo(poison)).toHaveLength(1);
+		expect(redriven()).toHaveLength(1);
 		const [d] = await query<any>(db("notifications"), "SELECT * FROM deliveries WHERE id = $1", [letter.payload.delivery_id]);
 		expect(d).toMatchObject({ status: "sent", attempts: 1 });
 		const after = await http(sys.url, "GET", "/api/v1/admin/dead-letters?limit=100", { token: support });
