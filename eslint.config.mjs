@@ -10,6 +10,16 @@ export default tseslint.config(
 		languageOptions: { sourceType: "commonjs", globals: { module: "writable", require: "readonly", process: "readonly", setImmediate: "readonly" } }
 	},
 	{
+		// The admin panel: browser ES modules served as they are.
+		files: ["public/admin/**/*.js"],
+		languageOptions: {
+			sourceType: "module",
+			globals: Object.fromEntries(
+				["window", "document", "location", "fetch", "sessionStorage", "atob", "URLSearchParams", "Intl", "setTimeout", "clearTimeout", "console"].map(g => [g, "readonly"])
+			)
+		}
+	},
+	{
 		rules: {
 			"@typescript-eslint/no-explicit-any": "off",
 			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],

@@ -108,10 +108,13 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		registry: { strategy: "RoundRobin", preferLocal: true },
 		heartbeatInterval: 5,
 		heartbeatTimeout: 15,
-		// Prometheus metrics on METRICS_PORT (GET /metrics) when it is set; off otherwise.
-		metrics: cfg.METRICS_PORT
-			? { enabled: true, reporter: [{ type: "Prometheus", options: { port: cfg.METRICS_PORT, path: "/metrics", defaultLabels: () => ({ namespace: cfg.NAMESPACE, nodeID: nodeId(cfg, env) }) } }] }
-			: { enabled: false },
+		// Metrics always (the admin dashboard reads every node's `$node.metrics`); Prometheus on METRICS_PORT (GET /metrics) when it is set.
+		metrics: {
+			enabled: true,
+			reporter: cfg.METRICS_PORT
+				? [{ type: "Prometheus", options: { port: cfg.METRICS_PORT, path: "/metrics", defaultLabels: () => ({ namespace: cfg.NAMESPACE, nodeID: nodeId(cfg, env) }) } }]
+				: []
+		},
 		tracing: { enabled: false },
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
 		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls],

@@ -69,7 +69,7 @@ const variables = z.object({
 	REDIS_URL: optionalUrl(["redis:", "rediss:"]),
 	TRUSTED_PROXIES: z.string().default(""),
 	BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 100 * 1024 * 1024),
-	READY_SERVICES: z.string().regex(/^[a-z0-9,-]*$/, "must be a comma list of service names").default("auth,users,payments,notifications,jobs"),
+	READY_SERVICES: z.string().regex(/^[a-z0-9,-]*$/, "must be a comma list of service names").default("auth,users,payments,notifications,jobs,admin"),
 
 	ADMIN_EMAIL: optionalString.refine(v => v === undefined || /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v), {
 		message: "must be an email address"

@@ -8,6 +8,7 @@ import { config } from "../lib/config";
 import { unauthorized } from "../lib/errors";
 import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
+import { sendAdminAsset, sendAdminPage } from "./api/admin-panel";
 import { sendDocsAsset, sendDocsPage } from "./api/docs";
 import { openapiDocument } from "./api/openapi";
 import { toProblem } from "./api/problem";
@@ -254,6 +255,20 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					"GET /payments/:id": "payments.get",
 					"GET /payments/:id/receipt": "payments.receipt",
 					"GET /notifications": "notifications.list",
+					"GET /admin/me": "admin.me",
+					"GET /admin/users": "admin.users",
+					"GET /admin/users/:id": "admin.user",
+					"POST /admin/users/:id/suspend": "admin.suspend",
+					"POST /admin/users/:id/unsuspend": "admin.unsuspend",
+					"PUT /admin/users/:id/roles": "admin.setRoles",
+					"GET /admin/kyc": "admin.kyc",
+					"POST /admin/kyc/:user_id/decision": "admin.kycDecision",
+					"GET /admin/payments": "admin.payments",
+					"POST /admin/payments/:id/refund": "admin.refund",
+					"GET /admin/audit": "admin.auditLog",
+					"GET /admin/audit/verify": "admin.auditVerify",
+					"GET /admin/system": "admin.system",
+					"GET /admin/stats": "admin.stats",
 					"GET /admin/jobs": "jobs.list",
 					"POST /admin/jobs/:name/run": "jobs.run",
 					"GET /admin/dead-letters": "jobs.deadLetters",
@@ -315,6 +330,12 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					},
 					"GET /api/docs/:file"(this: This, req: Req & { $params: { file: string } }, res: Res) {
 						if (!sendDocsAsset(res, req.$params.file)) this.sendProblem(req, res, Object.assign(new Error(""), { name: "NotFoundError", code: 404, type: "NOT_FOUND" }));
+					},
+					"GET /admin"(_req: Req, res: Res) {
+						sendAdminPage(res);
+					},
+					"GET /admin/assets/:file"(this: This, req: Req & { $params: { file: string } }, res: Res) {
+						if (!sendAdminAsset(res, req.$params.file)) this.sendProblem(req, res, Object.assign(new Error(""), { name: "NotFoundError", code: 404, type: "NOT_FOUND" }));
 					}
 				},
 				onError(this: This, req: Req, res: Res, err: unknown) {

@@ -2,9 +2,10 @@ import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { Op, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { hasRole, requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { SAFE_TO_RETRY } from "../lib/access";
+import { requirePermission } from "../lib/permissions";
 import { config } from "../lib/config";
-import { forbidden, isUniqueViolation, notFound } from "../lib/errors";
+import { isUniqueViolation, notFound } from "../lib/errors";
 import type { AppContext } from "../lib/types";
 import { defineModels, type JobModels, type JobRunRow } from "./jobs/models";
 import { migrations } from "./jobs/migrations";
@@ -41,7 +42,7 @@ type Methods = DbMethods & {
 	trigger(name: string, requestId: string | null): Promise<{ run_id: string; job: string; slot: string; status: string; created: boolean }>;
 	overview(): Promise<Record<string, unknown>>;
 	refreshQueueMetrics(): Promise<{ name: string; pending: number; dead: number }[]>;
-	audit(ctx: AppContext<any>, action: string, target: string, details?: Record<string, unknown>): void;
+	audit(ctx: AppContext<any>, action: string, targetType: string, target: string, details?: Record<string, unknown>): Promise<void>;
 };
 
 type This = DbVars<JobModels> & Vars & Methods & { broker: import("moleculer").ServiceBroker; logger: import("moleculer").Logger };
@@ -68,8 +69,7 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 			...SAFE_TO_RETRY,
 			params: { $$strict: true },
 			async handler(this: This, ctx: AppContext) {
-				const me = requireUser(ctx);
-				if (!hasRole(me, "support", "admin")) throw forbidden("support or admin role required");
+				requirePermission(this.logger, ctx, "jobs.read");
 				return this.overview();
 			}
 		},
@@ -77,10 +77,9 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 		run: {
 			params: { $$strict: true, name: { type: "string", min: 1, max: 64 } },
 			async handler(this: This, ctx: AppContext<{ name: string }>) {
-				const me = requireUser(ctx);
-				if (!hasRole(me, "admin")) throw forbidden("admin role required");
+				requirePermission(this.logger, ctx, "jobs.run");
 				const out = await this.trigger(ctx.params.name, ctx.requestID ?? null);
-				this.audit(ctx, "jobs.run", ctx.params.name, { run_id: out.run_id, created: out.created });
+				await this.audit(ctx, "jobs.run", "job", ctx.params.name, { run_id: out.run_id, created: out.created });
 				ctx.meta.$statusCode = 202;
 				return out;
 			}
@@ -94,8 +93,7 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
 			},
 			async handler(this: This, ctx: AppContext<{ limit: number; offset: number }>) {
-				const me = requireUser(ctx);
-				if (!hasRole(me, "support", "admin")) throw forbidden("support or admin role required");
+				requirePermission(this.logger, ctx, "dead-letters.read");
 				return ctx.call("notifications.deadLetters", { limit: ctx.params.limit, offset: ctx.params.offset });
 			}
 		},
@@ -103,10 +101,9 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 		redrive: {
 			params: { $$strict: true, id: { type: "uuid" } },
 			async handler(this: This, ctx: AppContext<{ id: string }>) {
-				const me = requireUser(ctx);
-				if (!hasRole(me, "admin")) throw forbidden("admin role required");
+				requirePermission(this.logger, ctx, "dead-letters.redrive");
 				const out = await ctx.call<Record<string, unknown>, { id: string }>("notifications.redrive", { id: ctx.params.id });
-				this.audit(ctx, "dead-letters.redrive", ctx.params.id, out);
+				await this.audit(ctx, "dead-letter.redrive", "dead_letter", ctx.params.id, out);
 				ctx.meta.$statusCode = 202;
 				return out;
 			}
@@ -355,11 +352,26 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 		},
 
 		/**
-		 * The audit hook of admin writes. For now a log line with the request id; once the admin service's
-		 * audit log exists this calls its audit action (one place to change).
+		 * The audit hook of admin writes: an entry in the admin service's audit trail, right after the write
+		 * succeeded. The key is made once, so a retried call adds no second entry.
 		 */
-		audit(this: This, ctx: AppContext<any>, action: string, target: string, details: Record<string, unknown> = {}) {
-			this.logger.info(`audit: ${action} ${target} by ${ctx.meta.user?.id ?? "?"} (request ${ctx.requestID}) ${JSON.stringify(details)}`);
+		async audit(this: This, ctx: AppContext<any>, action: string, targetType: string, target: string, details: Record<string, unknown> = {}) {
+			const entry = {
+				key: `jobs:${crypto.randomUUID()}`,
+				actor_id: ctx.meta.user?.id ?? null,
+				action,
+				target_type: targetType,
+				target_id: target,
+				request_id: ctx.requestID ?? null,
+				ip: ctx.meta.client?.ip ?? null,
+				details
+			};
+			try {
+				await ctx.call("admin.audit", entry, { timeout: 5000 });
+			} catch (err) {
+				// The write is done: it is not undone for want of its audit entry, but the miss is loud.
+				this.logger.error(`Audit entry not written: ${action} ${target} by ${entry.actor_id ?? "?"}: ${errorText(err)} ${JSON.stringify(entry)}`);
+			}
 		}
 	},
 

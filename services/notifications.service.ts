@@ -175,6 +175,21 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 			}
 		},
 
+		/** Deliveries by status (the admin dashboard). */
+		deliveryStats: {
+			visibility: "public",
+			async handler(this: This) {
+				const rows = (await this.models.Delivery.findAll({
+					attributes: ["status", [this.sequelize.fn("COUNT", this.sequelize.col("id")), "n"]],
+					group: ["status"],
+					raw: true
+				})) as unknown as { status: string; n: string | number }[];
+				const of = (s: string) => Number(rows.find(r => r.status === s)?.n ?? 0);
+				// A delivery being sent, or failed and waiting for a retry, is still on its way.
+				return { deliveries: { queued: of("queued") + of("sending"), sent: of("sent"), failed: of("failed"), dead: of("dead") } };
+			}
+		},
+
 		/** Dead letters not redriven yet, newest first. */
 		deadLetters: {
 			visibility: "public",

@@ -16,7 +16,8 @@ import { createProvider, ProviderRejectedError, type ChargeResult, type PaymentP
 import { applyTarget, type Target } from "./payments/state";
 import { effectOf, verifyWebhook, type EventEffect } from "./payments/webhooks";
 import { candidates as reconcileCandidates, cleanup as cleanupPayments, reconcileOne, syncEvents as syncProviderEvents, type ReconcileHost } from "./payments/reconcile";
-import type { Model, Transaction } from "sequelize";
+import { QueryTypes, type Model, type Transaction } from "sequelize";
+import { dayList, dayStart } from "../lib/days";
 
 type PaymentMeta = AppMeta;
 type Ctx<P = any> = Context<P, PaymentMeta>;
@@ -266,6 +267,74 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				});
 				this.kickOutbox();
 				return view;
+			}
+		},
+
+		// ---- Internal, for the admin service ----
+		/** Every user's payments, newest first, filtered by user and status. */
+		adminList: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: {
+				$$strict: true,
+				user_id: { ...uuid, optional: true },
+				status: { type: "enum", values: ["processing", "succeeded", "failed", "refunded", "partially_refunded"], optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+			},
+			async handler(this: This, ctx: Ctx<{ user_id?: string; status?: string; limit: number; offset: number }>) {
+				const { user_id, status, limit, offset } = ctx.params;
+				const { rows, count } = await this.models.Payment.findAndCountAll({
+					where: { ...(user_id ? { user_id } : {}), ...(status ? { status } : {}) },
+					order: [["created_at", "DESC"], ["id", "DESC"]],
+					limit,
+					offset
+				});
+				return { items: rows.map(toPayment), total: count, limit, offset };
+			}
+		},
+
+		/** One payment by id, whoever owns it (404 when unknown). */
+		adminGet: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: { $$strict: true, id: uuid },
+			async handler(this: This, ctx: Ctx<{ id: string }>) {
+				const p = await this.models.Payment.findByPk(ctx.params.id);
+				if (!p) throw notFound("payment not found");
+				return toPayment(p);
+			}
+		},
+
+		/**
+		 * Payments per UTC day of creation over the last `days` days (the admin dashboard): `succeeded` counts
+		 * payments that took money (refunded later or not), `refunded` those refunded in full or in part.
+		 */
+		dailyStats: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: { $$strict: true, days: { type: "number", integer: true, min: 1, max: 366, default: 14, convert: true } },
+			async handler(this: This, ctx: Ctx<{ days: number }>) {
+				const from = dayStart(ctx.params.days);
+				const day = this.sequelize.getDialect() === "postgres" ? "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')" : "substr(created_at, 1, 10)";
+				const rows = (await this.sequelize.query(
+					`SELECT ${day} AS day, status, currency, COUNT(*) AS n, SUM(amount) AS amount FROM payments WHERE created_at >= :from GROUP BY 1, 2, 3`,
+					{ replacements: { from }, type: QueryTypes.SELECT }
+				)) as { day: string; status: string; currency: string; n: string | number; amount: string | number }[];
+				const out = dayList(ctx.params.days).map(d => ({ day: d, succeeded: 0, failed: 0, refunded: 0, amount_succeeded: {} as Record<string, number> }));
+				const byDay = new Map(out.map(o => [o.day, o]));
+				for (const r of rows) {
+					const o = byDay.get(r.day);
+					if (!o) continue;
+					const n = Number(r.n);
+					if (RECEIPTED.has(r.status)) {
+						o.succeeded += n;
+						o.amount_succeeded[r.currency] = (o.amount_succeeded[r.currency] ?? 0) + Number(r.amount);
+					}
+					if (r.status === "failed") o.failed += n;
+					if (r.status === "refunded" || r.status === "partially_refunded") o.refunded += n;
+				}
+				return { payments: out };
 			}
 		},
 

@@ -1,14 +1,15 @@
 import type { ServiceSchema } from "moleculer";
-import { Op, fn, col, where, type WhereOptions } from "sequelize";
+import { Op, QueryTypes, fn, col, where, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
 import { CHANNELS } from "../lib/channels";
 import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { conflict, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
 import type { AppContext } from "../lib/types";
-import { defineModels, ROLES, type UserModels, type UserRow } from "./users/models";
+import { defineModels, ROLES, type KycRow, type UserModels, type UserRow } from "./users/models";
 import { migrations } from "./users/migrations";
-import { toKycStatus, toUser, type UserView } from "./users/view";
+import { toKycStatus, toKycSubmission, toUser, type UserView } from "./users/view";
+import { dayList, dayStart } from "../lib/days";
 import { kycProblems, type KycInput } from "./users/kyc";
 
 type Settings = Record<string, never>;
@@ -174,14 +175,33 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 				phone: { ...phone, optional: true, nullable: true },
 				status: { type: "enum", values: ["active", "suspended"], optional: true },
 				roles: { ...roles, optional: true },
-				email_verified: { type: "boolean", optional: true }
+				email_verified: { type: "boolean", optional: true },
+				/** Why the status changes; carried by `user.suspended` / `user.unsuspended`. */
+				reason: { type: "string", max: 500, optional: true }
 			},
-			async handler(this: This, ctx: AppContext<Partial<UserRow> & { id: string }>) {
-				const { id, ...changes } = ctx.params;
-				const row = await this.models.User.findByPk(id);
-				if (!row) throw notFound("user not found");
-				await row.update(changes);
-				return toUser(row);
+			async handler(this: This, ctx: AppContext<Partial<UserRow> & { id: string; reason?: string }>) {
+				const { id, reason, ...changes } = ctx.params;
+				let emitted = false;
+				const user = await this.transaction(async transaction => {
+					const row = await this.models.User.findByPk(id, { transaction, lock: transaction.LOCK.UPDATE });
+					if (!row) throw notFound("user not found");
+					const before = row.get("status");
+					await row.update(changes, { transaction });
+					const view = toUser(row);
+					// A status change and its event commit together (the user is told through the queue).
+					if (changes.status && changes.status !== before) {
+						await this.addToOutbox(transaction, {
+							channel: CHANNELS.userEvents,
+							type: changes.status === "suspended" ? "user.suspended" : "user.unsuspended",
+							data: { user_id: view.id, email: view.email, name: view.name, reason: reason ?? null },
+							requestId: ctx.requestID
+						});
+						emitted = true;
+					}
+					return view;
+				});
+				if (emitted) this.kickOutbox();
+				return user;
 			}
 		},
 
@@ -218,6 +238,85 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ id: string }>) {
 				await this.models.Kyc.destroy({ where: { user_id: ctx.params.id } });
 				return (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
+			}
+		},
+
+		/** The KYC review queue (admin service): submissions by status, oldest first, with the user's email and name. */
+		kycList: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: {
+				$$strict: true,
+				status: { type: "enum", values: ["pending", "verified", "rejected"], default: "pending" },
+				user_id: { ...uuid, optional: true },
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+			},
+			async handler(this: This, ctx: AppContext<{ status: string; user_id?: string; limit: number; offset: number }>) {
+				const { status, user_id, limit, offset } = ctx.params;
+				const { rows, count } = await this.models.Kyc.findAndCountAll({
+					where: { status, ...(user_id ? { user_id } : {}) },
+					order: [["submitted_at", status === "pending" ? "ASC" : "DESC"], ["id", "ASC"]],
+					limit,
+					offset
+				});
+				const kycs = rows.map(r => r.get({ plain: true }) as KycRow);
+				const users = await this.models.User.findAll({ where: { id: { [Op.in]: [...new Set(kycs.map(k => k.user_id))] } } });
+				const byId = new Map(users.map(u => [u.get("id") as string, toUser(u)]));
+				const items = kycs.map(k => toKycSubmission(k, byId.get(k.user_id) ?? null));
+				return { items, total: count, limit, offset };
+			}
+		},
+
+		/** Decides the user's pending KYC submission; the decision and its `user.kyc_decided` event commit together. */
+		kycDecide: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				user_id: uuid,
+				decision: { type: "enum", values: ["approve", "reject"] },
+				reason: { type: "string", trim: true, max: 500, optional: true }
+			},
+			async handler(this: This, ctx: AppContext<{ user_id: string; decision: "approve" | "reject"; reason?: string }>) {
+				const { user_id, decision } = ctx.params;
+				const reason = ctx.params.reason || null;
+				const status = decision === "approve" ? "verified" : "rejected";
+				const out = await this.transaction(async transaction => {
+					const user = await this.models.User.findByPk(user_id, { transaction, lock: transaction.LOCK.UPDATE });
+					if (!user) throw notFound("user not found");
+					const kyc = await this.models.Kyc.findOne({ where: { user_id, status: "pending" }, order: [["submitted_at", "DESC"]], transaction });
+					if (!kyc) throw conflict("the user has no pending KYC submission");
+					const decidedAt = new Date();
+					await kyc.update({ status, reason, decided_at: decidedAt }, { transaction });
+					await user.update({ kyc_status: status }, { transaction });
+					const view = toUser(user);
+					await this.addToOutbox(transaction, {
+						channel: CHANNELS.userEvents,
+						type: "user.kyc_decided",
+						data: { user_id, email: view.email, name: view.name, decision, kyc_status: status, reason },
+						requestId: ctx.requestID
+					});
+					return { user: view, submission: toKycSubmission(kyc.get({ plain: true }) as KycRow, view) };
+				});
+				this.kickOutbox();
+				return out;
+			}
+		},
+
+		/** Sign-ups per UTC day over the last `days` days (the admin dashboard). */
+		signupStats: {
+			visibility: "public",
+			...SAFE_TO_RETRY,
+			params: { $$strict: true, days: { type: "number", integer: true, min: 1, max: 366, default: 14, convert: true } },
+			async handler(this: This, ctx: AppContext<{ days: number }>) {
+				const from = dayStart(ctx.params.days);
+				const day = this.sequelize.getDialect() === "postgres" ? "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')" : "substr(created_at, 1, 10)";
+				const rows = (await this.sequelize.query(`SELECT ${day} AS day, COUNT(*) AS n FROM users WHERE created_at >= :from GROUP BY 1`, {
+					replacements: { from },
+					type: QueryTypes.SELECT
+				})) as { day: string; n: string | number }[];
+				const counts = new Map(rows.map(r => [r.day, Number(r.n)]));
+				return { signups: dayList(ctx.params.days).map(d => ({ day: d, count: counts.get(d) ?? 0 })) };
 			}
 		},
 

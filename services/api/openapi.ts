@@ -535,6 +535,239 @@ const schemas: Record<string, SchemaObject> = {
 			redriven_at: dateTime
 		}
 	},
+	AdminMe: {
+		type: "object",
+		additionalProperties: false,
+		required: ["user", "roles", "permissions"],
+		description: "The caller and the permissions of its roles (the panel shows only what the role may do).",
+		properties: {
+			user: schema("User"),
+			roles: { type: "array", items: { type: "string", enum: ["user", "support", "admin"] } },
+			permissions: { type: "array", items: { type: "string" }, examples: [["users.read", "kyc.read", "kyc.decide"]] }
+		}
+	},
+	UserList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("User"), description: "Newest first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
+	SuspendRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["reason"],
+		properties: { reason: { type: "string", minLength: 1, maxLength: 500, description: "Required (422 without); sent to the user in the suspension email." } }
+	},
+	UnsuspendRequest: {
+		type: "object",
+		additionalProperties: false,
+		properties: { reason: { type: "string", minLength: 1, maxLength: 500 } }
+	},
+	RolesRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["roles"],
+		properties: { roles: { type: "array", minItems: 1, items: { type: "string", enum: ["user", "support", "admin"] } } }
+	},
+	KycReview: {
+		type: "object",
+		additionalProperties: false,
+		required: ["id", "user_id", "user", "full_name", "date_of_birth", "country", "document_type", "document_number", "status", "reason", "submitted_at", "decided_at"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			user_id: { type: "string", format: "uuid" },
+			user: {
+				type: ["object", "null"],
+				additionalProperties: false,
+				required: ["id", "email", "name", "status"],
+				properties: { id: { type: "string", format: "uuid" }, email: { type: "string" }, name: { type: "string" }, status: { type: "string", enum: ["active", "suspended"] } }
+			},
+			full_name: { type: "string" },
+			date_of_birth: { type: "string", format: "date" },
+			country: { type: "string", pattern: "^[A-Z]{2}$" },
+			document_type: { type: "string", enum: ["passport", "national_id", "driving_license"] },
+			document_number: { type: "string", description: "Masked: only the last four characters are shown." },
+			status: { type: "string", enum: ["pending", "verified", "rejected"] },
+			reason: { type: ["string", "null"] },
+			submitted_at: dateTime,
+			decided_at: nullableDateTime
+		}
+	},
+	KycReviewList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("KycReview"), description: "Pending: oldest first; decided: newest first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
+	KycDecisionRequest: {
+		type: "object",
+		additionalProperties: false,
+		required: ["decision"],
+		properties: {
+			decision: { type: "string", enum: ["approve", "reject"] },
+			reason: { type: "string", minLength: 1, maxLength: 500, description: "Told to the user when rejected." }
+		}
+	},
+	KycDecision: {
+		type: "object",
+		additionalProperties: false,
+		required: ["user", "submission"],
+		properties: { user: schema("User"), submission: schema("KycReview") }
+	},
+	RefundRequest: {
+		type: "object",
+		additionalProperties: false,
+		properties: {
+			amount: { type: "integer", minimum: 1, maximum: 99999999, description: "Minor units; default: all that is left to refund (422 if more)." },
+			reason: { type: "string", minLength: 1, maxLength: 500 }
+		}
+	},
+	AuditEntry: {
+		type: "object",
+		additionalProperties: false,
+		required: ["id", "seq", "at", "actor_id", "actor_email", "action", "target_type", "target_id", "request_id", "ip", "details", "prev_hash", "hash"],
+		properties: {
+			id: { type: "string", format: "uuid" },
+			seq: { type: "integer", minimum: 1, description: "Position in the hash chain." },
+			at: dateTime,
+			actor_id: { type: ["string", "null"], format: "uuid" },
+			actor_email: { type: ["string", "null"] },
+			action: { type: "string", examples: ["user.suspend", "user.unsuspend", "user.roles", "kyc.approve", "kyc.reject", "payment.refund", "jobs.run", "dead-letter.redrive"] },
+			target_type: { type: "string", examples: ["user", "payment", "job", "dead_letter"] },
+			target_id: { type: ["string", "null"] },
+			request_id: { type: ["string", "null"] },
+			ip: { type: ["string", "null"] },
+			details: { description: "What changed." },
+			prev_hash: { type: "string", pattern: "^[0-9a-f]{64}$", description: "The previous entry's hash (64 zeros for the first)." },
+			hash: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 over the canonical JSON of the entry's content followed by `prev_hash`." }
+		}
+	},
+	AuditList: {
+		type: "object",
+		additionalProperties: false,
+		required: ["items", "total", "limit", "offset"],
+		properties: {
+			items: { type: "array", items: schema("AuditEntry"), description: "Newest first." },
+			total: { type: "integer", minimum: 0 },
+			limit: { type: "integer", minimum: 1, maximum: 100 },
+			offset: { type: "integer", minimum: 0 }
+		}
+	},
+	AuditVerification: {
+		type: "object",
+		additionalProperties: false,
+		required: ["valid", "entries"],
+		properties: {
+			valid: { type: "boolean" },
+			entries: { type: "integer", minimum: 0, description: "Entries checked (up to and including the first broken one)." },
+			first_broken_id: { type: "string", format: "uuid", description: "Present when the chain is broken: the first entry whose hash or link does not hold." }
+		}
+	},
+	SystemOverview: {
+		type: "object",
+		additionalProperties: false,
+		required: ["nodes", "services", "health", "queues", "jobs"],
+		properties: {
+			nodes: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["id", "available", "local", "hostname", "ip", "cpu", "moleculer", "last_heartbeat_at"],
+					properties: {
+						id: { type: "string" },
+						available: { type: "boolean" },
+						local: { type: "boolean", description: "The node that answered." },
+						hostname: { type: ["string", "null"] },
+						ip: { type: ["string", "null"] },
+						cpu: { type: ["number", "null"] },
+						moleculer: { type: ["string", "null"] },
+						last_heartbeat_at: nullableDateTime
+					}
+				}
+			},
+			services: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["name", "version", "available", "nodes"],
+					properties: { name: { type: "string" }, version: { type: ["string", "number", "null"] }, available: { type: "boolean" }, nodes: { type: "array", items: { type: "string" } } }
+				}
+			},
+			health: { type: "object", additionalProperties: { type: "string", enum: ["ok", "down"] }, description: "Per service: it and its database answer." },
+			queues: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["name", "pending", "dead"],
+					properties: { name: { type: "string" }, pending: { type: "integer", minimum: 0 }, dead: { type: "integer", minimum: 0 } }
+				}
+			},
+			jobs: { type: ["array", "null"], items: { type: "object" }, description: "The job schedules, as `GET /admin/jobs` lists them (null when the jobs service is down)." }
+		}
+	},
+	AdminStats: {
+		type: "object",
+		additionalProperties: false,
+		required: ["payments", "signups", "deliveries", "requests"],
+		description: "The dashboard's numbers. Days are UTC, ascending, every day present (zeros included).",
+		properties: {
+			payments: {
+				type: "array",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["day", "succeeded", "failed", "refunded", "amount_succeeded"],
+					properties: {
+						day: { type: "string", format: "date" },
+						succeeded: { type: "integer", minimum: 0, description: "Payments made that day that took money (refunded later or not)." },
+						failed: { type: "integer", minimum: 0 },
+						refunded: { type: "integer", minimum: 0, description: "Payments made that day refunded since, in full or in part." },
+						amount_succeeded: { type: "object", additionalProperties: { type: "integer", minimum: 0 }, description: "Per currency, in minor units.", examples: [{ usd: 129900 }] }
+					}
+				}
+			},
+			signups: {
+				type: "array",
+				items: { type: "object", additionalProperties: false, required: ["day", "count"], properties: { day: { type: "string", format: "date" }, count: { type: "integer", minimum: 0 } } }
+			},
+			deliveries: {
+				type: "object",
+				additionalProperties: false,
+				required: ["queued", "sent", "failed", "dead"],
+				description: "Notification deliveries by status (queued counts those being sent).",
+				properties: { queued: { type: "integer", minimum: 0 }, sent: { type: "integer", minimum: 0 }, failed: { type: "integer", minimum: 0 }, dead: { type: "integer", minimum: 0 } }
+			},
+			requests: {
+				type: "array",
+				description: "Per service over every node, from Moleculer's metrics: the recent request rate, latency over the last minute, errors since start.",
+				items: {
+					type: "object",
+					additionalProperties: false,
+					required: ["service", "requests_per_s", "p50_ms", "p99_ms", "errors"],
+					properties: {
+						service: { type: "string" },
+						requests_per_s: { type: "number", minimum: 0 },
+						p50_ms: { type: "number", minimum: 0 },
+						p99_ms: { type: "number", minimum: 0 },
+						errors: { type: "integer", minimum: 0 }
+					}
+				}
+			}
+		}
+	},
 	FieldError: {
 		type: "object",
 		additionalProperties: false,
@@ -1001,6 +1234,164 @@ const paths: Record<string, PathItemObject> = {
 			responses: { "200": ok("A page of the caller's notifications.", "NotificationList"), ...errors(["401"]) }
 		})
 	},
+	"/api/v1/admin/me": {
+		get: op({
+			operationId: "adminMe",
+			summary: "The caller's roles and permissions (support, admin)",
+			description: "What the panel may show this caller.",
+			tags: ["admin"],
+			responses: { "200": ok("The caller and its permissions.", "AdminMe"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/users": {
+		get: op({
+			operationId: "adminListUsers",
+			summary: "Search users (support, admin)",
+			description: "`q` matches the email or the name (case-insensitive substring).",
+			tags: ["admin"],
+			parameters: [
+				{ name: "q", in: "query", required: false, description: "Part of an email or name.", schema: { type: "string", maxLength: 320 } },
+				{ name: "status", in: "query", required: false, description: "Only users with this status.", schema: { type: "string", enum: ["active", "suspended"] } },
+				...paymentListParameters
+			],
+			responses: { "200": ok("A page of users.", "UserList"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/users/{id}": {
+		get: op({
+			operationId: "adminGetUser",
+			summary: "One user (support, admin)",
+			tags: ["admin"],
+			parameters: [{ $ref: "#/components/parameters/UserId" }],
+			responses: { "200": ok("The user.", "User"), ...errors(["401", "403", "404"]) }
+		})
+	},
+	"/api/v1/admin/users/{id}/suspend": {
+		post: op({
+			operationId: "adminSuspendUser",
+			summary: "Suspend a user (admin)",
+			description: "At once: the status becomes `suspended`, every session is revoked (cached tokens drop on every gateway: the next request is 401, a login 403), and the user is emailed the reason. Audited.",
+			tags: ["admin"],
+			parameters: [{ $ref: "#/components/parameters/UserId" }],
+			requestBody: body("SuspendRequest"),
+			responses: { "200": ok("The suspended user.", "User"), ...errors(["401", "403", "404", "409"]) }
+		})
+	},
+	"/api/v1/admin/users/{id}/unsuspend": {
+		post: op({
+			operationId: "adminUnsuspendUser",
+			summary: "Lift a suspension (admin)",
+			description: "The user may log in again; tokens from before the suspension stay revoked. Audited.",
+			tags: ["admin"],
+			parameters: [{ $ref: "#/components/parameters/UserId" }],
+			requestBody: body("UnsuspendRequest", false),
+			responses: { "200": ok("The user, active.", "User"), ...errors(["401", "403", "404"]) }
+		})
+	},
+	"/api/v1/admin/users/{id}/roles": {
+		put: op({
+			operationId: "adminSetRoles",
+			summary: "Set a user's roles (admin)",
+			description: "Replaces the roles; when they change, the user's sessions end so new tokens carry the new roles. An admin cannot take the admin role from themself (409). Audited.",
+			tags: ["admin"],
+			parameters: [{ $ref: "#/components/parameters/UserId" }],
+			requestBody: body("RolesRequest"),
+			responses: { "200": ok("The user.", "User"), ...errors(["401", "403", "404", "409"]) }
+		})
+	},
+	"/api/v1/admin/kyc": {
+		get: op({
+			operationId: "adminListKyc",
+			summary: "KYC submissions to review (support, admin)",
+			tags: ["admin"],
+			parameters: [
+				{ name: "status", in: "query", required: false, description: "Default `pending`.", schema: { type: "string", enum: ["pending", "verified", "rejected"] } },
+				{ name: "user_id", in: "query", required: false, description: "Only this user's submissions.", schema: { type: "string", format: "uuid" } },
+				...paymentListParameters
+			],
+			responses: { "200": ok("A page of submissions.", "KycReviewList"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/kyc/{user_id}/decision": {
+		post: op({
+			operationId: "adminDecideKyc",
+			summary: "Approve or reject a user's pending KYC (support, admin)",
+			description: "`kyc_status` becomes `verified` or `rejected` and the user is emailed; 409 when nothing is pending. Audited.",
+			tags: ["admin"],
+			parameters: [{ name: "user_id", in: "path", required: true, description: "A user id (422 when not a UUID).", schema: { type: "string", format: "uuid" } }],
+			requestBody: body("KycDecisionRequest"),
+			responses: { "200": ok("The user and the decided submission.", "KycDecision"), ...errors(["401", "403", "404", "409"]) }
+		})
+	},
+	"/api/v1/admin/payments": {
+		get: op({
+			operationId: "adminListPayments",
+			summary: "Every user's payments (support, admin)",
+			tags: ["admin"],
+			parameters: [
+				{ name: "user_id", in: "query", required: false, description: "Only this user's payments.", schema: { type: "string", format: "uuid" } },
+				{ name: "status", in: "query", required: false, description: "Only payments in this status.", schema: { type: "string", enum: ["processing", "succeeded", "failed", "refunded", "partially_refunded"] } },
+				...paymentListParameters
+			],
+			responses: { "200": ok("A page of payments, newest first.", "PaymentList"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/payments/{id}/refund": {
+		post: op({
+			operationId: "adminRefundPayment",
+			summary: "Refund a payment in full or in part (admin)",
+			description: "Through the payment provider; the status becomes `refunded` or `partially_refunded` and the customer is notified. 409 when the payment cannot be refunded (any more). Audited.",
+			tags: ["admin"],
+			parameters: [paymentId],
+			requestBody: body("RefundRequest", false),
+			responses: { "200": ok("The payment.", "Payment"), ...errors(["401", "403", "404", "409"]) }
+		})
+	},
+	"/api/v1/admin/audit": {
+		get: op({
+			operationId: "adminAuditLog",
+			summary: "The audit trail (admin)",
+			description: "Append-only and hash-chained; newest first.",
+			tags: ["admin"],
+			parameters: [
+				{ name: "actor_id", in: "query", required: false, description: "Entries by this actor.", schema: { type: "string", format: "uuid" } },
+				{ name: "action", in: "query", required: false, description: "Entries of this action, e.g. `user.suspend`.", schema: { type: "string", maxLength: 64 } },
+				{ name: "target_id", in: "query", required: false, description: "Entries about this target.", schema: { type: "string", maxLength: 128 } },
+				{ name: "target_type", in: "query", required: false, description: "Entries about this kind of target.", schema: { type: "string", maxLength: 32 } },
+				{ name: "from", in: "query", required: false, description: "At or after this time.", schema: { type: "string", format: "date-time" } },
+				{ name: "to", in: "query", required: false, description: "At or before this time.", schema: { type: "string", format: "date-time" } },
+				...paymentListParameters
+			],
+			responses: { "200": ok("A page of audit entries.", "AuditList"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/audit/verify": {
+		get: op({
+			operationId: "adminVerifyAudit",
+			summary: "Verify the audit trail's hash chain (admin)",
+			description: "Recomputes every entry's hash in order; names the first entry whose content or link was altered.",
+			tags: ["admin"],
+			responses: { "200": ok("Whether the chain holds.", "AuditVerification"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/system": {
+		get: op({
+			operationId: "adminSystem",
+			summary: "Nodes, services, health, queues and jobs (support, admin)",
+			tags: ["admin"],
+			responses: { "200": ok("The system view.", "SystemOverview"), ...errors(["401", "403"]) }
+		})
+	},
+	"/api/v1/admin/stats": {
+		get: op({
+			operationId: "adminStats",
+			summary: "Dashboard numbers (support, admin)",
+			description: "An extension of the contract: payments and sign-ups per day, deliveries by status, request rate and latency per service.",
+			tags: ["admin"],
+			parameters: [{ name: "days", in: "query", required: false, description: "1 to 90 (default 14).", schema: { type: "integer", minimum: 1, maximum: 90 } }],
+			responses: { "200": ok("The numbers.", "AdminStats"), ...errors(["401", "403"]) }
+		})
+	},
 	"/api/v1/admin/jobs": {
 		get: op({
 			operationId: "listJobs",
@@ -1127,6 +1518,30 @@ const paths: Record<string, PathItemObject> = {
 			],
 			responses: {
 				"200": plain("The asset.", { "text/css": { schema: { type: "string" } }, "application/javascript": { schema: { type: "string" } } }),
+				"404": response("NotFound")
+			}
+		})
+	},
+	"/admin": {
+		get: op({
+			operationId: "adminPanel",
+			summary: "The admin panel",
+			description: "A single-page app for support and admin staff; it signs in through `/api/v1/auth/login` and calls the admin routes. Every asset is served locally (no CDN), with `Content-Security-Policy: script-src 'self'`.",
+			tags: ["docs"],
+			security: PUBLIC,
+			responses: { "200": plain("An HTML page.", { "text/html": { schema: { type: "string" } } }) }
+		})
+	},
+	"/admin/assets/{file}": {
+		get: op({
+			operationId: "adminPanelAsset",
+			summary: "A static asset of the admin panel",
+			description: "The panel's own modules and styles, and the vendor modules it uses (Preact, htm, Chart.js) served from the installed packages. Only known files are served.",
+			tags: ["docs"],
+			security: PUBLIC,
+			parameters: [{ name: "file", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9._-]+$" } }],
+			responses: {
+				"200": plain("The asset.", { "text/css": { schema: { type: "string" } }, "text/javascript": { schema: { type: "string" } } }),
 				"404": response("NotFound")
 			}
 		})

@@ -124,3 +124,21 @@ const linkEmail = (template: string) => ({
 
 registerEventRule("auth.email_verification_requested", linkEmail("email_verification"));
 registerEventRule("auth.password_reset_requested", linkEmail("password_reset"));
+
+// Account notices from the users service (the admin service's decisions).
+registerEventRule("user.suspended", {
+	userId: byUserId,
+	plan(data, user) {
+		// The event carries the address, so the notice goes out even if the profile cannot be read.
+		const to = user ?? (str(data.email) ? { id: String(data.user_id), email: String(data.email), name: str(data.name) ?? "", phone: null } : null);
+		return to ? email("account_suspended", to, { name: to.name, reason: str(data.reason) ?? null }) : [];
+	}
+});
+
+registerEventRule("user.kyc_decided", {
+	userId: byUserId,
+	plan(data, user) {
+		if (!user) return [];
+		return email("kyc_decision", user, { name: user.name, approved: data.decision === "approve", reason: str(data.reason) ?? null });
+	}
+});

@@ -39,3 +39,22 @@ export function toKycStatus(kyc_status: UserRow["kyc_status"], k: KycRow | null)
 		reason: k?.reason ?? null
 	};
 }
+
+/** A KYC submission as the admin review queue shows it (the document number is masked). */
+export function toKycSubmission(k: KycRow, user: UserView | null) {
+	const doc = String(k.document_number ?? "");
+	return {
+		id: k.id,
+		user_id: k.user_id,
+		user: user ? { id: user.id, email: user.email, name: user.name, status: user.status } : null,
+		full_name: k.full_name,
+		date_of_birth: String(k.date_of_birth),
+		country: k.country,
+		document_type: k.document_type,
+		document_number: doc.length > 4 ? `${"*".repeat(doc.length - 4)}${doc.slice(-4)}` : doc,
+		status: k.status,
+		reason: k.reason ?? null,
+		submitted_at: new Date(k.submitted_at).toISOString(),
+		decided_at: k.decided_at ? new Date(k.decided_at).toISOString() : null
+	};
+}

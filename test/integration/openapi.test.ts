@@ -157,7 +157,7 @@ describe("OpenAPI document and its contract", () => {
 
 	beforeAll(async () => {
 		sys = await startSystem({
-			services: ["api", "auth", "users", "notifications", "payments", "jobs"],
+			services: ["api", "auth", "users", "notifications", "payments", "jobs", "admin"],
 			env: {
 				LOGIN_MAX_FAILURES: "2",
 				BODY_LIMIT_BYTES: String(BODY_LIMIT),
@@ -500,6 +500,101 @@ describe("OpenAPI document and its contract", () => {
 		expect((await c.call(sys.url, "post", redrive, { token: admin, params: { id: "nope" } })).status).toBe(422);
 	});
 
+	it("admin service: users, KYC, payments, audit, system and stats", async () => {
+		const staff = async (role: string) => {
+			const u = await registerAndLogin(sys.url);
+			await sys.broker.call("users.update", { id: u.user.id, roles: ["user", role] });
+			const token = (await http(sys.url, "POST", "/api/v1/auth/login", { body: { email: u.email, password: u.password } })).body.access_token as string;
+			return { id: u.user.id as string, token };
+		};
+		const member = await registerAndLogin(sys.url);
+		// A plain user whose token outlives what the test does to `member`.
+		const user = (await registerAndLogin(sys.url)).token;
+		const support = (await staff("support")).token;
+		const adminAccount = await staff("admin");
+		const admin = adminAccount.token;
+		const missing = crypto.randomUUID();
+
+		expect((await c.call(sys.url, "get", "/api/v1/admin/me", { token: support })).status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/me")).status).toBe(401);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/me", { token: user })).status).toBe(403);
+
+		const users = "/api/v1/admin/users";
+		expect((await c.call(sys.url, "get", users, { token: support, query: "status=active&limit=5" })).status).toBe(200);
+		expect((await c.call(sys.url, "get", users)).status).toBe(401);
+		expect((await c.call(sys.url, "get", users, { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", users, { token: support, query: "status=gone" })).status).toBe(422);
+		const one = "/api/v1/admin/users/{id}";
+		expect((await c.call(sys.url, "get", one, { token: support, params: { id: member.user.id } })).status).toBe(200);
+		expect((await c.call(sys.url, "get", one, { token: user, params: { id: member.user.id } })).status).toBe(403);
+		expect((await c.call(sys.url, "get", one, { token: support, params: { id: missing } })).status).toBe(404);
+		expect((await c.call(sys.url, "get", one, { token: support, params: { id: "nope" } })).status).toBe(422);
+
+		const suspend = "/api/v1/admin/users/{id}/suspend";
+		expect((await c.call(sys.url, "post", suspend, { token: admin, params: { id: member.user.id }, body: {}, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", suspend, { token: support, params: { id: member.user.id }, body: { reason: "spam" } })).status).toBe(403);
+		expect((await c.call(sys.url, "post", suspend, { params: { id: member.user.id }, body: { reason: "spam" } })).status).toBe(401);
+		expect((await c.call(sys.url, "post", suspend, { token: admin, params: { id: missing }, body: { reason: "spam" } })).status).toBe(404);
+		expect((await c.call(sys.url, "post", suspend, { token: admin, params: { id: adminAccount.id }, body: { reason: "self" } })).status).toBe(409);
+		expect((await c.call(sys.url, "post", suspend, { token: admin, params: { id: member.user.id }, body: { reason: "spam" } })).status).toBe(200);
+		const unsuspend = "/api/v1/admin/users/{id}/unsuspend";
+		expect((await c.call(sys.url, "post", unsuspend, { token: support, params: { id: member.user.id }, body: {} })).status).toBe(403);
+		expect((await c.call(sys.url, "post", unsuspend, { token: admin, params: { id: missing }, body: {} })).status).toBe(404);
+		expect((await c.call(sys.url, "post", unsuspend, { token: admin, params: { id: member.user.id }, body: {} })).status).toBe(200);
+
+		const roles = "/api/v1/admin/users/{id}/roles";
+		expect((await c.call(sys.url, "put", roles, { token: admin, params: { id: member.user.id }, body: { roles: ["user", "support"] } })).status).toBe(200);
+		expect((await c.call(sys.url, "put", roles, { token: support, params: { id: member.user.id }, body: { roles: ["admin"] } })).status).toBe(403);
+		expect((await c.call(sys.url, "put", roles, { token: admin, params: { id: missing }, body: { roles: ["user"] } })).status).toBe(404);
+		expect((await c.call(sys.url, "put", roles, { token: admin, params: { id: adminAccount.id }, body: { roles: ["user"] } })).status).toBe(409);
+		expect((await c.call(sys.url, "put", roles, { token: admin, params: { id: member.user.id }, body: { roles: ["root"] }, invalidBody: true })).status).toBe(422);
+
+		const applicant = await registerAndLogin(sys.url);
+		const kycBody = { full_name: "Kim Doe", date_of_birth: "1990-01-02", country: "de", document_type: "passport", document_number: "C01X00T47" };
+		expect((await http(sys.url, "POST", "/api/v1/users/me/kyc", { token: applicant.token, body: kycBody })).status).toBe(202);
+		const kyc = "/api/v1/admin/kyc";
+		expect((await c.call(sys.url, "get", kyc, { token: support, query: "status=pending" })).status).toBe(200);
+		expect((await c.call(sys.url, "get", kyc, { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", kyc, { token: support, query: "status=maybe" })).status).toBe(422);
+		const decide = "/api/v1/admin/kyc/{user_id}/decision";
+		expect((await c.call(sys.url, "post", decide, { token: user, params: { user_id: applicant.user.id }, body: { decision: "approve" } })).status).toBe(403);
+		expect((await c.call(sys.url, "post", decide, { token: support, params: { user_id: applicant.user.id }, body: { decision: "maybe" }, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", decide, { token: support, params: { user_id: missing }, body: { decision: "approve" } })).status).toBe(404);
+		expect((await c.call(sys.url, "post", decide, { token: support, params: { user_id: applicant.user.id }, body: { decision: "reject", reason: "blurred photo" } })).status).toBe(200);
+		expect((await c.call(sys.url, "post", decide, { token: support, params: { user_id: applicant.user.id }, body: { decision: "approve" } })).status).toBe(409);
+
+		const charged = await http(sys.url, "POST", "/api/v1/payments/charge", {
+			token: applicant.token,
+			body: { amount: 2500, currency: "usd", payment_method: "pm_card_visa" },
+			headers: { "Idempotency-Key": crypto.randomUUID() }
+		});
+		expect(charged.status).toBe(201);
+		const payments = "/api/v1/admin/payments";
+		expect((await c.call(sys.url, "get", payments, { token: support, query: `user_id=${applicant.user.id}` })).status).toBe(200);
+		expect((await c.call(sys.url, "get", payments, { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", payments, { token: support, query: "status=lost" })).status).toBe(422);
+		const refund = "/api/v1/admin/payments/{id}/refund";
+		expect((await c.call(sys.url, "post", refund, { token: support, params: { id: charged.body.id }, body: {} })).status).toBe(403);
+		expect((await c.call(sys.url, "post", refund, { token: admin, params: { id: missing }, body: {} })).status).toBe(404);
+		expect((await c.call(sys.url, "post", refund, { token: admin, params: { id: charged.body.id }, body: { amount: 0 }, invalidBody: true })).status).toBe(422);
+		expect((await c.call(sys.url, "post", refund, { token: admin, params: { id: charged.body.id }, body: { amount: 1000, reason: "goodwill" } })).status).toBe(200);
+		expect((await c.call(sys.url, "post", refund, { token: admin, params: { id: charged.body.id }, body: {} })).status).toBe(200);
+		expect((await c.call(sys.url, "post", refund, { token: admin, params: { id: charged.body.id }, body: {} })).status).toBe(409);
+
+		const audit = "/api/v1/admin/audit";
+		expect((await c.call(sys.url, "get", audit, { token: admin, query: `target_id=${member.user.id}` })).status).toBe(200);
+		expect((await c.call(sys.url, "get", audit, { token: support })).status).toBe(403);
+		expect((await c.call(sys.url, "get", audit, { token: admin, query: "actor_id=nope" })).status).toBe(422);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/audit/verify", { token: admin })).body).toMatchObject({ valid: true });
+		expect((await c.call(sys.url, "get", "/api/v1/admin/audit/verify", { token: support })).status).toBe(403);
+
+		expect((await c.call(sys.url, "get", "/api/v1/admin/system", { token: support })).status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/system", { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/stats", { token: support, query: "days=7" })).status).toBe(200);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/stats", { token: user })).status).toBe(403);
+		expect((await c.call(sys.url, "get", "/api/v1/admin/stats", { token: support, query: "days=91" })).status).toBe(422);
+	});
+
 	it("payments: charge 201, 400, 401, 402, 403, 409, 422; list, get and receipt; the Stripe webhook", async () => {
 		const a = await registerAndLogin(sys.url);
 		const b = await registerAndLogin(sys.url);
@@ -616,6 +711,20 @@ describe("OpenAPI document and its contract", () => {
 		expect((await c.call(sys.url, "get", "/api/docs/{file}", { params: { file: "nope.js" } })).status).toBe(404);
 	});
 
+	it("serves the admin panel with local assets only", async () => {
+		const page = await c.call(sys.url, "get", "/admin");
+		expect(page.status).toBe(200);
+		expect(page.text).not.toMatch(/(https?:)?\/\/[a-z0-9.-]+\.[a-z]/i);
+		const refs = [...page.text.matchAll(/\b(?:src|href)\s*=\s*["']([^"']+)["']/gi)].map(m => m[1]);
+		expect(refs.length).toBeGreaterThan(0);
+		for (const ref of refs) {
+			expect(ref).toMatch(/^\/admin\/assets\/[A-Za-z0-9._-]+$/);
+			const res = await c.call(sys.url, "get", "/admin/assets/{file}", { params: { file: ref.slice("/admin/assets/".length) } });
+			expect([ref, res.status]).toEqual([ref, 200]);
+		}
+		expect((await c.call(sys.url, "get", "/admin/assets/{file}", { params: { file: "nope.js" } })).status).toBe(404);
+	});
+
 	it("documents the answers of a gateway whose services are down: 503 and 429", async () => {
 		// Only the gateway, no auth or users: every call is 503; the limiter still counts them.
 		// RATE_LIMIT_MAX is the number of rate-limited calls before the last jwks one, which is then limited.
@@ -662,12 +771,28 @@ describe("OpenAPI document and its contract", () => {
 			"get /api/openapi.json": [200],
 			"get /api/docs": [200],
 			"get /api/docs/{file}": [200, 404],
+			"get /admin": [200],
+			"get /admin/assets/{file}": [200, 404],
 			"get /api/v1/notifications": [200, 401, 422, 503],
 			"post /api/v1/payments/charge": [201, 400, 401, 402, 403, 409, 422],
 			"get /api/v1/payments": [200, 401, 422],
 			"get /api/v1/payments/{id}": [200, 401, 403, 404, 422],
 			"get /api/v1/payments/{id}/receipt": [200, 401, 403, 404, 422],
 			"post /api/v1/webhooks/stripe": [200, 400, 415],
+			"get /api/v1/admin/me": [200, 401, 403],
+			"get /api/v1/admin/users": [200, 401, 403, 422],
+			"get /api/v1/admin/users/{id}": [200, 403, 404, 422],
+			"post /api/v1/admin/users/{id}/suspend": [200, 401, 403, 404, 409, 422],
+			"post /api/v1/admin/users/{id}/unsuspend": [200, 403, 404],
+			"put /api/v1/admin/users/{id}/roles": [200, 403, 404, 409, 422],
+			"get /api/v1/admin/kyc": [200, 403, 422],
+			"post /api/v1/admin/kyc/{user_id}/decision": [200, 403, 404, 409, 422],
+			"get /api/v1/admin/payments": [200, 403, 422],
+			"post /api/v1/admin/payments/{id}/refund": [200, 403, 404, 409, 422],
+			"get /api/v1/admin/audit": [200, 403, 422],
+			"get /api/v1/admin/audit/verify": [200, 403],
+			"get /api/v1/admin/system": [200, 403],
+			"get /api/v1/admin/stats": [200, 403, 422],
 			"get /api/v1/admin/jobs": [200, 401, 403, 422],
 			"post /api/v1/admin/jobs/{name}/run": [202, 401, 403, 404, 422],
 			"get /api/v1/admin/dead-letters": [200, 401, 403, 422],

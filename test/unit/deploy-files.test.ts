@@ -44,7 +44,7 @@ describe("deployment files describe the system the code builds", () => {
 		const kustomization = docs.find(d => d.kind === "Kustomization");
 		expect(kustomization.resources.sort()).toEqual(files.filter(f => f !== "kustomization.yaml").sort());
 		const deployments = docs.filter(d => d.kind === "Deployment");
-		expect(deployments.map(d => d.metadata.name).sort()).toEqual(["auth", "gateway", "jobs", "notifications", "payments", "users"]);
+		expect(deployments.map(d => d.metadata.name).sort()).toEqual(["admin", "auth", "gateway", "jobs", "notifications", "payments", "users"]);
 		for (const d of deployments) {
 			const spec = d.spec.template.spec;
 			expect(spec.securityContext.runAsNonRoot).toBe(true);
