@@ -4,7 +4,7 @@ import { Op, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { SAFE_TO_RETRY } from "../lib/access";
 import { dayList } from "../lib/days";
-import { conflict } from "../lib/errors";
+import { conflict, unprocessable } from "../lib/errors";
 import { permissionsOf, requirePermission, ROLE_NAMES, type Permission } from "../lib/permissions";
 import type { AppContext, AuthUser } from "../lib/types";
 import { appendEntry, toAuditView, verifyChain, type AuditInput, type AuditView } from "./admin/audit";
@@ -26,6 +26,7 @@ interface UserView {
 type Methods = DbMethods & {
 	allow(ctx: AppContext<any>, permission: Permission): AuthUser;
 	record(ctx: AppContext<any>, action: string, targetType: string, targetId: string | null, details: Record<string, unknown>): Promise<AuditView>;
+	audited<T>(ctx: AppContext<any>, action: string, targetType: string, targetId: string, details: Record<string, unknown>, act: () => Promise<T>): Promise<T>;
 	append(input: AuditInput): Promise<{ entry: AuditView; created: boolean }>;
 	optional<T>(p: Promise<T>, fallback: T, what: string): Promise<T>;
 };
@@ -83,11 +84,12 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 				const me = this.allow(ctx, "users.suspend");
 				if (me.id === ctx.params.id) throw conflict("you cannot suspend your own account");
 				const before = await ctx.call<UserView, { id: string }>("users.get", { id: ctx.params.id });
-				// The status first (new logins and refreshes are refused), then every session (cached tokens drop on every gateway).
-				const user = await ctx.call<UserView, object>("users.update", { id: ctx.params.id, status: "suspended", reason: ctx.params.reason });
-				const { revoked } = await ctx.call<{ revoked: number }, object>("auth.revokeUserSessions", { user_id: ctx.params.id, reason: "suspended" });
-				await this.record(ctx, "user.suspend", "user", user.id, { reason: ctx.params.reason, status: { from: before.status, to: user.status }, sessions_revoked: revoked });
-				return user;
+				return this.audited(ctx, "user.suspend", "user", before.id, { reason: ctx.params.reason, status: { from: before.status, to: "suspended" } }, async () => {
+					// The status first (new logins and refreshes are refused), then every session (cached tokens drop on every gateway).
+					const user = await ctx.call<UserView, object>("users.update", { id: ctx.params.id, status: "suspended", reason: ctx.params.reason });
+					await ctx.call("auth.revokeUserSessions", { user_id: ctx.params.id, reason: "suspended" });
+					return user;
+				});
 			}
 		},
 
@@ -96,9 +98,9 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ id: string; reason?: string }>) {
 				this.allow(ctx, "users.suspend");
 				const before = await ctx.call<UserView, { id: string }>("users.get", { id: ctx.params.id });
-				const user = await ctx.call<UserView, object>("users.update", { id: ctx.params.id, status: "active", ...(ctx.params.reason ? { reason: ctx.params.reason } : {}) });
-				await this.record(ctx, "user.unsuspend", "user", user.id, { reason: ctx.params.reason ?? null, status: { from: before.status, to: user.status } });
-				return user;
+				return this.audited(ctx, "user.unsuspend", "user", before.id, { reason: ctx.params.reason ?? null, status: { from: before.status, to: "active" } }, () =>
+					ctx.call<UserView, object>("users.update", { id: ctx.params.id, status: "active", ...(ctx.params.reason ? { reason: ctx.params.reason } : {}) })
+				);
 			}
 		},
 
@@ -108,12 +110,15 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 				const me = this.allow(ctx, "users.roles");
 				if (me.id === ctx.params.id && !ctx.params.roles.includes("admin")) throw conflict("you cannot take the admin role from yourself");
 				const before = await ctx.call<UserView, { id: string }>("users.get", { id: ctx.params.id });
-				const user = await ctx.call<UserView, object>("users.update", { id: ctx.params.id, roles: ctx.params.roles });
-				const changed = [...before.roles].sort().join(",") !== [...user.roles].sort().join(",");
-				// Roles ride in the access token: the user's sessions end so the next login carries the new ones.
-				const { revoked } = changed ? await ctx.call<{ revoked: number }, object>("auth.revokeUserSessions", { user_id: user.id, reason: "roles_changed" }) : { revoked: 0 };
-				await this.record(ctx, "user.roles", "user", user.id, { roles: { from: before.roles, to: user.roles }, sessions_revoked: revoked });
-				return user;
+				const to = [...new Set(ctx.params.roles)].sort();
+				return this.audited(ctx, "user.roles", "user", before.id, { roles: { from: before.roles, to } }, async () => {
+					const user = await ctx.call<UserView, object>("users.update", { id: ctx.params.id, roles: ctx.params.roles });
+					// Roles ride in the access token: the user's sessions end so the next login carries the new ones.
+					if ([...before.roles].sort().join(",") !== [...user.roles].sort().join(",")) {
+						await ctx.call("auth.revokeUserSessions", { user_id: user.id, reason: "roles_changed" });
+					}
+					return user;
+				});
 			}
 		},
 
@@ -130,14 +135,10 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 			params: { $$strict: true, user_id: uuid, decision: { type: "enum", values: ["approve", "reject"] }, reason: { ...reason, optional: true } },
 			async handler(this: This, ctx: AppContext<{ user_id: string; decision: "approve" | "reject"; reason?: string }>) {
 				this.allow(ctx, "kyc.decide");
-				const out = await ctx.call<{ user: UserView; submission: Record<string, unknown> }, object>("users.kycDecide", ctx.params);
-				await this.record(ctx, `kyc.${ctx.params.decision}`, "user", ctx.params.user_id, {
-					decision: ctx.params.decision,
-					reason: ctx.params.reason ?? null,
-					kyc_status: out.user.kyc_status,
-					submission_id: out.submission.id
-				});
-				return out;
+				const kycStatus = ctx.params.decision === "approve" ? "verified" : "rejected";
+				return this.audited(ctx, `kyc.${ctx.params.decision}`, "user", ctx.params.user_id, { decision: ctx.params.decision, reason: ctx.params.reason ?? null, kyc_status: kycStatus }, () =>
+					ctx.call<{ user: UserView; submission: Record<string, unknown> }, object>("users.kycDecide", ctx.params)
+				);
 			}
 		},
 
@@ -161,16 +162,17 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ id: string; amount?: number; reason?: string }>) {
 				const me = this.allow(ctx, "payments.refund");
 				const before = await ctx.call<Record<string, unknown>, { id: string }>("payments.adminGet", { id: ctx.params.id });
-				const payment = await ctx.call<Record<string, unknown>, object>("payments.refund", { ...ctx.params, actor_id: me.id }, { timeout: 30000 });
-				await this.record(ctx, "payment.refund", "payment", ctx.params.id, {
-					amount: Number(payment.amount_refunded) - Number(before.amount_refunded),
-					currency: payment.currency,
-					reason: ctx.params.reason ?? null,
-					user_id: payment.user_id,
-					status: { from: before.status, to: payment.status },
-					amount_refunded: payment.amount_refunded
-				});
-				return payment;
+				const remaining = Number(before.amount) - Number(before.amount_refunded);
+				// A refund that cannot be made is refused before it is recorded (the payment service checks the same).
+				if (!["succeeded", "partially_refunded"].includes(String(before.status)) || remaining <= 0) throw conflict(`a ${before.status} payment cannot be refunded`);
+				if (ctx.params.amount !== undefined && ctx.params.amount > remaining) {
+					throw unprocessable(`amount must be at most ${remaining}, what is left to refund`, [{ field: "amount", message: `must be at most ${remaining}` }]);
+				}
+				const amount = ctx.params.amount ?? remaining;
+				const details = { amount, currency: before.currency, reason: ctx.params.reason ?? null, user_id: before.user_id, status: { from: before.status, to: amount >= remaining ? "refunded" : "partially_refunded" }, amount_refunded: { from: before.amount_refunded, to: Number(before.amount_refunded) + amount } };
+				return this.audited(ctx, "payment.refund", "payment", ctx.params.id, details, () =>
+					ctx.call<Record<string, unknown>, object>("payments.refund", { ...ctx.params, actor_id: me.id }, { timeout: 30000 })
+				);
 			}
 		},
 
@@ -335,6 +337,23 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 				details
 			});
 			return entry;
+		},
+
+		/**
+		 * Audit first, then act: the entry (the decision, with what it changes) is in the chain before the
+		 * owning service makes the change, so no write can go unaudited even if this node dies mid-way.
+		 * Should the change fail, a `<action>.failed` entry follows and the error goes back to the caller.
+		 */
+		async audited<T>(this: This, ctx: AppContext<any>, action: string, targetType: string, targetId: string, details: Record<string, unknown>, act: () => Promise<T>): Promise<T> {
+			const entry = await this.record(ctx, action, targetType, targetId, details);
+			try {
+				return await act();
+			} catch (err) {
+				await this.record(ctx, `${action}.failed`, targetType, targetId, { entry_id: entry.id, error: (err as Error).message }).catch(e =>
+					this.logger.error(`Could not audit the failure of ${action} on ${targetType} ${targetId}: ${(e as Error).message}`)
+				);
+				throw err;
+			}
 		},
 
 		/** One append in its own transaction; a lost race for the chain head (unique seq) is tried again. */

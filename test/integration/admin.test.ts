@@ -240,6 +240,17 @@ describe("admin: users", () => {
 });
 
 describe("admin: KYC review", () => {
+	it("records a decision before it is carried out, and its failure after (no write goes unaudited)", async () => {
+		const nothingPending = await account();
+		const requestId = rid("kyc-none");
+		const res = await call(sys1.url, "POST", `/api/v1/admin/kyc/${nothingPending.id}/decision`, support.token, { decision: "approve" }, { "X-Request-ID": requestId });
+		expect(res.status).toBe(409);
+		const audit = await call(sys1.url, "GET", `/api/v1/admin/audit?target_id=${nothingPending.id}`, admin.token);
+		const [failed, decided] = audit.body.items;
+		expect(decided).toMatchObject({ action: "kyc.approve", request_id: requestId, actor_id: support.id });
+		expect(failed).toMatchObject({ action: "kyc.approve.failed", request_id: requestId, details: { entry_id: decided.id } });
+	});
+
 	it("approves and rejects pending submissions, updating kyc_status and notifying the user", async () => {
 		const [a, b] = await Promise.all([account(), account()]);
 		await submitKyc(a.token);
