@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import type { ServiceSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Sequelize, type Transaction } from "sequelize";
-import { channelsConnected, publish } from "../lib/channels";
+import { channelPrefix, channelsConnected, ensureStreams, publish } from "../lib/channels";
 import { config } from "../lib/config";
 import type { Migration } from "../lib/db";
 
@@ -33,6 +33,7 @@ interface OutboxVars {
 	outboxTimer?: NodeJS.Timeout;
 	outboxRunning?: Promise<number>;
 	outboxAgain?: boolean;
+	outboxStreamsReady?: boolean;
 }
 
 type This = OutboxMethods & OutboxVars & { broker: import("moleculer").ServiceBroker; logger: import("moleculer").Logger };
@@ -110,6 +111,12 @@ export function outboxMixin(opts: { pollMs?: number } = {}): Partial<ServiceSche
 					do {
 						this.outboxAgain = false;
 						if (!this.sequelize || !channelsConnected(this.broker)) return published;
+						if (!this.outboxStreamsReady) {
+							// In a cluster the streams are made before the first publish, whatever the start order of consumers.
+							const cfg = config();
+							if (cfg.TRANSPORTER) await ensureStreams(cfg.TRANSPORTER, channelPrefix(cfg));
+							this.outboxStreamsReady = true;
+						}
 						const rows = await this.sequelize.query<OutboxRow>(
 							`SELECT seq, id, channel, type, payload, request_id, created_at FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${BATCH}`,
 							{ type: QueryTypes.SELECT }
