@@ -52,7 +52,7 @@ function splitEntity(raw: string): [string, string] {
 	return m ? [raw.slice(0, m.index), raw.slice(m.index + m[0].length)] : [raw, ""];
 }
 
-function parseMail(raw: string, envelope: Mail["envelope"]): Mail {
+export function parseMail(raw: string, envelope: Mail["envelope"]): Mail {
 	const [head, body] = splitEntity(raw);
 	const headers = parseHeaders(head);
 	const mail: Mail = { raw, headers, text: "", html: "", envelope };
