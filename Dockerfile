@@ -16,5 +16,8 @@ COPY --from=build --chown=node:node /app/dist ./dist
 COPY --chown=node:node package.json ./
 COPY --chown=node:node public ./public
 USER node
-EXPOSE 8000
+# Every node answers probes on HEALTH_PORT: /live (the event loop answers) and /ready.
+ENV HEALTH_PORT=9000
+EXPOSE 8000 9000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD node -e "fetch('http://127.0.0.1:'+process.env.HEALTH_PORT+'/live').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"
 CMD ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "dist/services"]

@@ -3,6 +3,7 @@ import { format } from "node:util";
 import pino from "pino";
 import { Errors, type BrokerOptions, type Context, type Middleware } from "moleculer";
 import { channelsMiddleware } from "./channels";
+import { healthServer } from "./health-server";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 
@@ -117,7 +118,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		},
 		tracing: { enabled: false },
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls],
+		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT)],
 		skipProcessEventRegistration: false
 	};
 }

@@ -105,7 +105,9 @@ const variables = z.object({
 	JOBS_TEST_SLEEP_MS: int(0, 0, 600000),
 
 	// Prometheus metrics (off unless set)
-	METRICS_PORT: int(0, 0, 65535)
+	METRICS_PORT: int(0, 0, 65535),
+	/** Every node's probe server (`/live`, `/ready`); 0 = off. */
+	HEALTH_PORT: int(0, 0, 65535)
 });
 
 /** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */

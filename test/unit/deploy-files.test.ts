@@ -38,7 +38,7 @@ describe("deployment files describe the system the code builds", () => {
 		expect(compose.services.gateway.ports).toContain("8000:8000");
 	});
 
-	it("k8s: every Deployment runs existing services, non-root, with resources; the gateway has probes", () => {
+	it("k8s: every Deployment runs existing services, non-root, with resources and probes on the node's health port", () => {
 		const files = fs.readdirSync(path.join(root, "k8s")).filter(f => f.endsWith(".yaml"));
 		const docs = files.flatMap(f => parseAllDocuments(read(`k8s/${f}`)).map(d => d.toJSON()));
 		const kustomization = docs.find(d => d.kind === "Kustomization");
@@ -54,9 +54,16 @@ describe("deployment files describe the system the code builds", () => {
 			expect(c.resources.requests).toBeDefined();
 			expect(c.resources.limits.memory).toBeDefined();
 		}
-		const gw = deployments.find(d => d.metadata.name === "gateway").spec.template.spec.containers[0];
-		expect(gw.livenessProbe.httpGet.path).toBe("/health");
-		expect(gw.readinessProbe.httpGet.path).toBe("/health/ready");
+		for (const d of deployments) {
+			const c = d.spec.template.spec.containers[0];
+			const health = c.ports.find((p: { name: string }) => p.name === "health");
+			expect(health.containerPort).toBe(9000);
+			expect(c.startupProbe.httpGet).toEqual({ path: "/live", port: "health" });
+			expect(c.livenessProbe.httpGet).toEqual({ path: "/live", port: "health" });
+			expect(c.readinessProbe.httpGet).toEqual({ path: "/ready", port: "health" });
+		}
+		const config = docs.find(d => d.kind === "ConfigMap");
+		expect(config.data.HEALTH_PORT).toBe("9000");
 	});
 
 	it("Dockerfile: pinned Node 22, production install, non-root", () => {
@@ -64,5 +71,6 @@ describe("deployment files describe the system the code builds", () => {
 		expect(docker).toMatch(/FROM node:22\.\d+\.\d+-/);
 		expect(docker).toContain("npm prune --omit=dev");
 		expect(docker).toMatch(/^USER node$/m);
+		expect(docker).toMatch(/^HEALTHCHECK .*\/live/m);
 	});
 });
