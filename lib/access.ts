@@ -19,3 +19,9 @@ export function requireOwnerOrStaff(user: AuthUser, ownerId: string): void {
 
 /** Options for an action that is safe to repeat (a read, or a write made idempotent). */
 export const SAFE_TO_RETRY = { retryPolicy: { enabled: true } } as const;
+
+/** `?limit=` (1..100, default 20) and `?offset=` (default 0), the list convention of every list route. */
+export const PAGE_PARAMS = {
+	limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
+	offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+} as const;

@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { Op, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { SAFE_TO_RETRY } from "../lib/access";
+import { PAGE_PARAMS, SAFE_TO_RETRY } from "../lib/access";
 import { dayList } from "../lib/days";
 import { conflict, unprocessable } from "../lib/errors";
 import { permissionsOf, requirePermission, ROLE_NAMES, type Permission } from "../lib/permissions";
@@ -33,10 +33,6 @@ type Methods = DbMethods & {
 type This = DbVars<AdminModels> & Methods & { broker: import("moleculer").ServiceBroker; logger: import("moleculer").Logger };
 
 const uuid = { type: "uuid" } as const;
-const page = {
-	limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-	offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
-} as const;
 const reason = { type: "string", trim: true, min: 1, max: 500 } as const;
 
 /**
@@ -62,7 +58,7 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 
 		users: {
 			...SAFE_TO_RETRY,
-			params: { $$strict: true, q: { type: "string", optional: true, max: 320 }, status: { type: "enum", values: ["active", "suspended"], optional: true }, ...page },
+			params: { $$strict: true, q: { type: "string", optional: true, max: 320 }, status: { type: "enum", values: ["active", "suspended"], optional: true }, ...PAGE_PARAMS },
 			async handler(this: This, ctx: AppContext<{ q?: string; status?: string; limit: number; offset: number }>) {
 				this.allow(ctx, "users.read");
 				return ctx.call("users.list", ctx.params);
@@ -124,7 +120,7 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 
 		kyc: {
 			...SAFE_TO_RETRY,
-			params: { $$strict: true, status: { type: "enum", values: ["pending", "verified", "rejected"], default: "pending" }, user_id: { ...uuid, optional: true }, ...page },
+			params: { $$strict: true, status: { type: "enum", values: ["pending", "verified", "rejected"], default: "pending" }, user_id: { ...uuid, optional: true }, ...PAGE_PARAMS },
 			async handler(this: This, ctx: AppContext<{ status: string; limit: number; offset: number }>) {
 				this.allow(ctx, "kyc.read");
 				return ctx.call("users.kycList", ctx.params);
@@ -148,7 +144,7 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 				$$strict: true,
 				user_id: { ...uuid, optional: true },
 				status: { type: "enum", values: ["processing", "succeeded", "failed", "refunded", "partially_refunded"], optional: true },
-				...page
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<Record<string, unknown>>) {
 				this.allow(ctx, "payments.read");
@@ -186,7 +182,7 @@ const AdminService: ServiceSchema<Settings, Methods, This> = {
 				target_type: { type: "string", max: 32, optional: true },
 				from: { type: "date", convert: true, optional: true },
 				to: { type: "date", convert: true, optional: true },
-				...page
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ actor_id?: string; action?: string; target_id?: string; target_type?: string; from?: Date; to?: Date; limit: number; offset: number }>) {
 				this.allow(ctx, "audit.read");

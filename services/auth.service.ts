@@ -3,7 +3,7 @@ import type { ServiceSchema } from "moleculer";
 import { Op } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
-import { requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { PAGE_PARAMS, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { CHANNELS } from "../lib/channels";
 import { config } from "../lib/config";
 import { badRequest, conflict, forbidden, isUniqueViolation, notFound, tooManyRequests, unauthorized, unprocessable } from "../lib/errors";
@@ -310,8 +310,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		sessions: {
 			params: {
 				$$strict: true,
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ limit: number; offset: number }>) {
 				const me = requireUser(ctx);

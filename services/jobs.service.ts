@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { Op, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
-import { SAFE_TO_RETRY } from "../lib/access";
+import { PAGE_PARAMS, SAFE_TO_RETRY } from "../lib/access";
 import { requirePermission } from "../lib/permissions";
 import { config } from "../lib/config";
 import { isUniqueViolation, notFound } from "../lib/errors";
@@ -89,8 +89,7 @@ const JobsService: ServiceSchema<Settings, Methods, This> = {
 			...SAFE_TO_RETRY,
 			params: {
 				$$strict: true,
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ limit: number; offset: number }>) {
 				requirePermission(this.logger, ctx, "dead-letters.read");

@@ -2,7 +2,7 @@ import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { CHANNELS, channelOptions, channelPrefix, channelsConnected, MAX_RETRIES, publish } from "../lib/channels";
 import { Op } from "sequelize";
-import { requireUser } from "../lib/access";
+import { PAGE_PARAMS, requireUser } from "../lib/access";
 import { conflict, notFound } from "../lib/errors";
 import { config } from "../lib/config";
 import type { AppContext } from "../lib/types";
@@ -120,8 +120,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 		list: {
 			params: {
 				$$strict: true,
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ limit: number; offset: number }>) {
 				const me = requireUser(ctx);
@@ -195,8 +194,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 			visibility: "public",
 			params: {
 				$$strict: true,
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: Context<{ limit: number; offset: number }>) {
 				const { limit, offset } = ctx.params;

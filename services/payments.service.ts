@@ -3,7 +3,7 @@ import { STATUS_CODES } from "node:http";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
-import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { PAGE_PARAMS, requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { config } from "../lib/config";
 import { failpoint } from "../lib/failpoints";
 import { badRequest, conflict, forbidden, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
@@ -122,8 +122,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			...SAFE_TO_RETRY,
 			params: {
 				$$strict: true,
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: Ctx<{ limit: number; offset: number }>) {
 				const me = requireUser(ctx);
@@ -279,8 +278,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				$$strict: true,
 				user_id: { ...uuid, optional: true },
 				status: { type: "enum", values: ["processing", "succeeded", "failed", "refunded", "partially_refunded"], optional: true },
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: Ctx<{ user_id?: string; status?: string; limit: number; offset: number }>) {
 				const { user_id, status, limit, offset } = ctx.params;

@@ -3,7 +3,7 @@ import { Op, QueryTypes, fn, col, where, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
 import { CHANNELS } from "../lib/channels";
-import { requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
+import { PAGE_PARAMS, requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { conflict, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
 import type { AppContext } from "../lib/types";
 import { defineModels, ROLES, type KycRow, type UserModels, type UserRow } from "./users/models";
@@ -211,8 +211,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 			params: {
 				q: { type: "string", optional: true, max: 320 },
 				status: { type: "enum", values: ["active", "suspended"], optional: true },
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ q?: string; status?: string; limit: number; offset: number }>) {
 				const { q, status, limit, offset } = ctx.params;
@@ -249,8 +248,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 				$$strict: true,
 				status: { type: "enum", values: ["pending", "verified", "rejected"], default: "pending" },
 				user_id: { ...uuid, optional: true },
-				limit: { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true },
-				offset: { type: "number", integer: true, min: 0, default: 0, convert: true }
+				...PAGE_PARAMS
 			},
 			async handler(this: This, ctx: AppContext<{ status: string; user_id?: string; limit: number; offset: number }>) {
 				const { status, user_id, limit, offset } = ctx.params;
