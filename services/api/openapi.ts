@@ -91,6 +91,19 @@ export interface OpenApiDocument {
 }
 
 const schema = (name: string): Reference => ({ $ref: `#/components/schemas/${name}` });
+
+/** A page of items, as every list route answers (API.md: `?limit=&offset=`). */
+const listOf = (items: SchemaObject): SchemaObject => ({
+	type: "object",
+	additionalProperties: false,
+	required: ["items", "total", "limit", "offset"],
+	properties: {
+		items,
+		total: { type: "integer", minimum: 0 },
+		limit: { type: "integer", minimum: 1, maximum: 100 },
+		offset: { type: "integer", minimum: 0 }
+	}
+});
 const header = (name: string): Reference => ({ $ref: `#/components/headers/${name}` });
 const response = (name: string): Reference => ({ $ref: `#/components/responses/${name}` });
 
@@ -193,17 +206,7 @@ const schemas: Record<string, SchemaObject> = {
 			current: { type: "boolean", description: "true for the session of the token making this request." }
 		}
 	},
-	SessionList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("Session"), description: "The caller's live sessions, most recently used first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	SessionList: listOf({ type: "array", items: schema("Session"), description: "The caller's live sessions, most recently used first." }),
 	UpdateMeRequest: {
 		type: "object",
 		additionalProperties: false,
@@ -354,17 +357,7 @@ const schemas: Record<string, SchemaObject> = {
 		},
 		examples: [{ amount: 1999, currency: "usd", payment_method: "pm_card_visa", description: "Order #1001" }]
 	},
-	PaymentList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("Payment"), description: "Newest first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	PaymentList: listOf({ type: "array", items: schema("Payment"), description: "Newest first." }),
 	Receipt: {
 		type: "object",
 		additionalProperties: false,
@@ -441,17 +434,7 @@ const schemas: Record<string, SchemaObject> = {
 			sent_at: nullableDateTime
 		}
 	},
-	NotificationList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("Notification"), description: "Newest first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	NotificationList: listOf({ type: "array", items: schema("Notification"), description: "Newest first." }),
 	JobsOverview: {
 		type: "object",
 		additionalProperties: false,
@@ -512,17 +495,7 @@ const schemas: Record<string, SchemaObject> = {
 			payload: { description: "The parked message (JSON, or text when it was not JSON)." }
 		}
 	},
-	DeadLetterList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("DeadLetter"), description: "Newest first; redriven ones are not listed." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	DeadLetterList: listOf({ type: "array", items: schema("DeadLetter"), description: "Newest first; redriven ones are not listed." }),
 	Redriven: {
 		type: "object",
 		additionalProperties: false,
@@ -546,17 +519,7 @@ const schemas: Record<string, SchemaObject> = {
 			permissions: { type: "array", items: { type: "string" }, examples: [["users.read", "kyc.read", "kyc.decide"]] }
 		}
 	},
-	UserList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("User"), description: "Newest first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	UserList: listOf({ type: "array", items: schema("User"), description: "Newest first." }),
 	SuspendRequest: {
 		type: "object",
 		additionalProperties: false,
@@ -598,17 +561,7 @@ const schemas: Record<string, SchemaObject> = {
 			decided_at: nullableDateTime
 		}
 	},
-	KycReviewList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("KycReview"), description: "Pending: oldest first; decided: newest first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	KycReviewList: listOf({ type: "array", items: schema("KycReview"), description: "Pending: oldest first; decided: newest first." }),
 	KycDecisionRequest: {
 		type: "object",
 		additionalProperties: false,
@@ -652,17 +605,7 @@ const schemas: Record<string, SchemaObject> = {
 			hash: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 over the canonical JSON of the entry's content followed by `prev_hash`." }
 		}
 	},
-	AuditList: {
-		type: "object",
-		additionalProperties: false,
-		required: ["items", "total", "limit", "offset"],
-		properties: {
-			items: { type: "array", items: schema("AuditEntry"), description: "Newest first." },
-			total: { type: "integer", minimum: 0 },
-			limit: { type: "integer", minimum: 1, maximum: 100 },
-			offset: { type: "integer", minimum: 0 }
-		}
-	},
+	AuditList: listOf({ type: "array", items: schema("AuditEntry"), description: "Newest first." }),
 	AuditVerification: {
 		type: "object",
 		additionalProperties: false,
