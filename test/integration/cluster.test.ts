@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { deleteStreams } from "../../lib/channels";
 import { freePort, ROOT } from "../helpers/node-process";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, type HttpResult } from "../helpers/system";
@@ -16,6 +17,7 @@ const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js")
 // Built once for the whole run by test/global-setup.ts.
 const BUILD = path.join(ROOT, "dist");
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+const namespace = `c${crypto.randomBytes(4).toString("hex")}`;
 
 interface NodeProc {
 	name: string;
@@ -120,7 +122,7 @@ describe("cluster: gateway+auth and users as two processes over NATS", () => {
 		url = `http://127.0.0.1:${port}`;
 		const common = {
 			TRANSPORTER: NATS_URL,
-			NAMESPACE: `c${crypto.randomBytes(4).toString("hex")}`,
+			NAMESPACE: namespace,
 			NODE_ENV: "test",
 			BCRYPT_COST: "4",
 			LOG_LEVEL: "info",
@@ -143,6 +145,8 @@ describe("cluster: gateway+auth and users as two processes over NATS", () => {
 		for (const n of nodes) if (n.alive()) n.proc.kill("SIGKILL");
 		await Promise.all(nodes.map(n => n.exited));
 		await dbs?.drop();
+		// The users node's outbox relay makes this namespace's JetStream streams: remove them.
+		await deleteStreams(NATS_URL, namespace);
 		for (const d of dataDirs) fs.rmSync(d, { recursive: true, force: true });
 	}, 30000);
 
