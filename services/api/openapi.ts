@@ -861,9 +861,10 @@ const paymentDeclined: ResponseObject = {
 	headers: { "X-Request-ID": header("X-Request-ID"), "Idempotent-Replayed": header("Idempotent-Replayed") },
 	content: { "application/problem+json": { schema: schema("PaymentDeclined") } }
 };
-const paymentListParameters: ParameterObject[] = [
-	{ name: "limit", in: "query", required: false, description: "1 to 100 (default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
-	{ name: "offset", in: "query", required: false, description: "Default 0.", schema: { type: "integer", minimum: 0 } }
+/** `?limit=&offset=` of every list route. */
+const PAGE_QUERY: ParameterObject[] = [
+	{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
+	{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
 ];
 const paymentId = { $ref: "#/components/parameters/PaymentId" };
 
@@ -1021,10 +1022,7 @@ const paths: Record<string, PathItemObject> = {
 			operationId: "listSessions",
 			summary: "The caller's live sessions",
 			tags: ["auth"],
-			parameters: [
-				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
-				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
-			],
+			parameters: PAGE_QUERY,
 			responses: { "200": ok("A page of the caller's sessions.", "SessionList"), ...errors(["401"]) }
 		})
 	},
@@ -1115,7 +1113,7 @@ const paths: Record<string, PathItemObject> = {
 			operationId: "listPayments",
 			summary: "The caller's payments",
 			tags: ["payments"],
-			parameters: paymentListParameters,
+			parameters: PAGE_QUERY,
 			responses: { "200": ok("A page of payments, newest first.", "PaymentList"), ...errors(["401"]) }
 		})
 	},
@@ -1170,10 +1168,7 @@ const paths: Record<string, PathItemObject> = {
 			summary: "The caller's notifications",
 			description: "Emails and SMS sent to the caller (welcome, receipts, …), newest first, with their delivery status.",
 			tags: ["notifications"],
-			parameters: [
-				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
-				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
-			],
+			parameters: PAGE_QUERY,
 			responses: { "200": ok("A page of the caller's notifications.", "NotificationList"), ...errors(["401"]) }
 		})
 	},
@@ -1195,7 +1190,7 @@ const paths: Record<string, PathItemObject> = {
 			parameters: [
 				{ name: "q", in: "query", required: false, description: "Part of an email or name.", schema: { type: "string", maxLength: 320 } },
 				{ name: "status", in: "query", required: false, description: "Only users with this status.", schema: { type: "string", enum: ["active", "suspended"] } },
-				...paymentListParameters
+				...PAGE_QUERY
 			],
 			responses: { "200": ok("A page of users.", "UserList"), ...errors(["401", "403"]) }
 		})
@@ -1250,7 +1245,7 @@ const paths: Record<string, PathItemObject> = {
 			parameters: [
 				{ name: "status", in: "query", required: false, description: "Default `pending`.", schema: { type: "string", enum: ["pending", "verified", "rejected"] } },
 				{ name: "user_id", in: "query", required: false, description: "Only this user's submissions.", schema: { type: "string", format: "uuid" } },
-				...paymentListParameters
+				...PAGE_QUERY
 			],
 			responses: { "200": ok("A page of submissions.", "KycReviewList"), ...errors(["401", "403"]) }
 		})
@@ -1274,7 +1269,7 @@ const paths: Record<string, PathItemObject> = {
 			parameters: [
 				{ name: "user_id", in: "query", required: false, description: "Only this user's payments.", schema: { type: "string", format: "uuid" } },
 				{ name: "status", in: "query", required: false, description: "Only payments in this status.", schema: { type: "string", enum: ["processing", "succeeded", "failed", "refunded", "partially_refunded"] } },
-				...paymentListParameters
+				...PAGE_QUERY
 			],
 			responses: { "200": ok("A page of payments, newest first.", "PaymentList"), ...errors(["401", "403"]) }
 		})
@@ -1303,7 +1298,7 @@ const paths: Record<string, PathItemObject> = {
 				{ name: "target_type", in: "query", required: false, description: "Entries about this kind of target.", schema: { type: "string", maxLength: 32 } },
 				{ name: "from", in: "query", required: false, description: "At or after this time.", schema: { type: "string", format: "date-time" } },
 				{ name: "to", in: "query", required: false, description: "At or before this time.", schema: { type: "string", format: "date-time" } },
-				...paymentListParameters
+				...PAGE_QUERY
 			],
 			responses: { "200": ok("A page of audit entries.", "AuditList"), ...errors(["401", "403"]) }
 		})
@@ -1360,10 +1355,7 @@ const paths: Record<string, PathItemObject> = {
 			summary: "Parked messages (support, admin)",
 			description: "Messages a queue gave up on, with their error and request id, newest first.",
 			tags: ["admin"],
-			parameters: [
-				{ name: "limit", in: "query", required: false, description: "Page size (1-100, default 20).", schema: { type: "integer", minimum: 1, maximum: 100 } },
-				{ name: "offset", in: "query", required: false, description: "Items to skip (default 0).", schema: { type: "integer", minimum: 0 } }
-			],
+			parameters: PAGE_QUERY,
 			responses: { "200": ok("A page of dead letters.", "DeadLetterList"), ...errors(["401", "403"]) }
 		})
 	},

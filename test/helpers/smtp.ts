@@ -3,22 +3,6 @@ import { SMTPServer } from "smtp-server";
 
 // A real SMTP server for tests that read the emails the system sends.
 
-/** Polls until `fn` gives a truthy value; the deadline is only a safety net, not an assertion on time. */
-export async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 20000): Promise<NonNullable<T>> {
-	const end = Date.now() + timeoutMs;
-	let last: unknown;
-	for (;;) {
-		try {
-			const v = await fn();
-			if (v) return v as NonNullable<T>;
-		} catch (err) {
-			last = err;
-		}
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-		await new Promise(r => setTimeout(r, 40));
-	}
-}
-
 // ---- A small MIME reader for the messages the SMTP server receives ----
 
 export interface Mail {

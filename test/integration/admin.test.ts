@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { deleteStreams, ensureStreams } from "../../lib/channels";
 import { query } from "../helpers/pg";
-import { waitFor } from "../helpers/smtp";
+import { waitFor } from "../helpers/wait";
 import { http, registerAndLogin, startSystem, type TestSystem } from "../helpers/system";
 
 /**

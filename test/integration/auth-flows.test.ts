@@ -4,7 +4,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import jwt from "jsonwebtoken";
 import { query } from "../helpers/pg";
-import { linkToken, startSmtp, smtpUrl, waitFor, type Mail, type Smtp } from "../helpers/smtp";
+import { linkToken, startSmtp, smtpUrl, type Mail, type Smtp } from "../helpers/smtp";
+import { waitFor } from "../helpers/wait";
 import { http, registerAndLogin, startSystem, uniqueEmail, type TestSystem } from "../helpers/system";
 
 // Email verification, password reset and sessions, end to end through the gateway, with the emails

@@ -9,19 +9,9 @@ import { latestSlot, type JobDefinition } from "../../services/jobs/schedules";
 import { createDatabases, query, type TestDatabases } from "../helpers/pg";
 import { freePort } from "../helpers/node-process";
 import { http, registerAndLogin, startSystem, TEST_ENV, uniqueEmail, type TestSystem } from "../helpers/system";
+import { waitFor } from "../helpers/wait";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
-/** Polls until `fn` gives a truthy value; the deadline is only a safety net, not an assertion on time. */
-async function waitFor<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, timeoutMs = 20000): Promise<T> {
-	const end = Date.now() + timeoutMs;
-	for (;;) {
-		const v = await fn();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
-}
 
 interface RunRow {
 	id: string;
