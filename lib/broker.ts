@@ -6,6 +6,7 @@ import { channelsMiddleware } from "./channels";
 import { healthServer } from "./health-server";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
+import { tracingOptions } from "./tracing";
 
 type LogFn = (...args: unknown[]) => void;
 
@@ -116,7 +117,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 				? [{ type: "Prometheus", options: { port: cfg.METRICS_PORT, path: "/metrics", defaultLabels: () => ({ namespace: cfg.NAMESPACE, nodeID: nodeId(cfg, env) }) } }]
 				: []
 		},
-		tracing: { enabled: false },
+		tracing: tracingOptions(cfg),
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
 		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT)],
 		skipProcessEventRegistration: false

@@ -107,7 +107,16 @@ const variables = z.object({
 	// Prometheus metrics (off unless set)
 	METRICS_PORT: int(0, 0, 65535),
 	/** Every node's probe server (`/live`, `/ready`); 0 = off. */
-	HEALTH_PORT: int(0, 0, 65535)
+	HEALTH_PORT: int(0, 0, 65535),
+
+	// Tracing (off unless set): spans of every action and event, trace id = request id
+	TRACING_EXPORTER: oneOf(["none", "console", "zipkin"], "none"),
+	TRACING_ZIPKIN_URL: optionalUrl(["http:", "https:"]),
+	TRACING_SAMPLE_RATE: z.preprocess(
+		v => (typeof v === "string" && v.trim() === "" ? undefined : v),
+		z.coerce.number({ error: "must be a number from 0 to 1" }).min(0, { error: "must be a number from 0 to 1" }).max(1, { error: "must be a number from 0 to 1" }).default(1)
+	),
+	TRACING_FLUSH_MS: int(5000, 100, 600000)
 });
 
 /** Every variable the configuration reads, besides `<SERVICE>_DATABASE_URL`. */
@@ -121,6 +130,9 @@ const schema = variables.superRefine((c, ctx) => {
 	if (twilio > 0 && twilio < 3) {
 		const missing = !c.TWILIO_ACCOUNT_SID ? "TWILIO_ACCOUNT_SID" : !c.TWILIO_AUTH_TOKEN ? "TWILIO_AUTH_TOKEN" : "TWILIO_FROM";
 		ctx.addIssue({ code: "custom", path: [missing], message: "is required when any TWILIO_ variable is set" });
+	}
+	if (c.TRACING_EXPORTER === "zipkin" && !c.TRACING_ZIPKIN_URL) {
+		ctx.addIssue({ code: "custom", path: ["TRACING_ZIPKIN_URL"], message: "is required when TRACING_EXPORTER is zipkin" });
 	}
 	if (c.ADMIN_EMAIL && !c.ADMIN_PASSWORD) {
 		ctx.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "is required when ADMIN_EMAIL is set" });

@@ -100,6 +100,14 @@ describe("loadConfig", () => {
 		expect(() => loadConfig({ NODE_ENV: "development", BCRYPT_COST: "9" })).toThrow(ConfigError);
 	});
 
+	it("needs a Zipkin URL when tracing to Zipkin, and a sample rate from 0 to 1", () => {
+		expect(loadConfig({}).TRACING_EXPORTER).toBe("none");
+		expect(() => loadConfig({ TRACING_EXPORTER: "zipkin" })).toThrow("TRACING_ZIPKIN_URL is required when TRACING_EXPORTER is zipkin");
+		expect(loadConfig({ TRACING_EXPORTER: "zipkin", TRACING_ZIPKIN_URL: "http://zipkin:9411", TRACING_SAMPLE_RATE: "0.1" })).toMatchObject({ TRACING_SAMPLE_RATE: 0.1 });
+		expect(() => loadConfig({ TRACING_SAMPLE_RATE: "2" })).toThrow("TRACING_SAMPLE_RATE must be a number from 0 to 1");
+		expect(() => loadConfig({ TRACING_EXPORTER: "jaeger" })).toThrow("TRACING_EXPORTER must be one of none, console, zipkin");
+	});
+
 	it("does not echo the admin password when it is refused", () => {
 		const secret = "x".repeat(80);
 		expect(() => loadConfig({ ADMIN_EMAIL: "root@example.com", ADMIN_PASSWORD: secret })).toThrow(ConfigError);
