@@ -118,6 +118,8 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 				: []
 		},
 		tracing: tracingOptions(cfg),
+		// Per node, bounded; services evict what they change on every node (see users' profile cache).
+		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
 		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT)],
 		skipProcessEventRegistration: false

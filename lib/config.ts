@@ -52,6 +52,9 @@ const variables = z.object({
 	ACCESS_TOKEN_TTL_S: int(900, 30, 900),
 	REFRESH_TOKEN_TTL_S: int(30 * 24 * 3600, 300, 365 * 24 * 3600),
 	TOKEN_CACHE_TTL_MS: int(60000, 0, 900000),
+	/** Each node's read cache (profiles): how long an entry lives at most, 0 = no cache; and how many entries. */
+	CACHE_TTL_S: int(60, 0, 3600),
+	CACHE_MAX_ENTRIES: int(10000, 100, 1000000),
 	BCRYPT_COST: int(12, 4, 15),
 	LOGIN_MAX_FAILURES: int(10, 1, 1000),
 	LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),

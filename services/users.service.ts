@@ -1,4 +1,4 @@
-import type { ServiceSchema } from "moleculer";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { Op, QueryTypes, fn, col, where, type WhereOptions } from "sequelize";
 import { dbMixin, type DbMethods, type DbVars } from "../mixins/db.mixin";
 import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
@@ -15,8 +15,10 @@ import { kycProblems, type KycInput } from "./users/kyc";
 type Settings = Record<string, never>;
 type Methods = DbMethods & OutboxMethods & {
 	findUser(id: string): Promise<UserView | null>;
+	cachedUser(id: string): Promise<UserView | null>;
+	evictUser(id: string): Promise<void>;
 };
-type This = DbVars<UserModels> & Methods;
+type This = DbVars<UserModels> & Methods & { evictions: number; broker: ServiceBroker };
 
 const uuid = { type: "uuid" } as const;
 const phone = { type: "string", pattern: /^\+[1-9][0-9]{6,14}$/, messages: { stringPattern: "phone must be in E.164 format, e.g. +14155550123" } } as const;
@@ -32,7 +34,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 		me: {
 			params: { $$strict: true },
 			async handler(this: This, ctx: AppContext) {
-				const user = await this.findUser(requireUser(ctx).id);
+				const user = await this.cachedUser(requireUser(ctx).id);
 				if (!user) throw notFound("user not found");
 				return user;
 			}
@@ -48,6 +50,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 				if (ctx.params.name !== undefined) changes.name = ctx.params.name;
 				if (ctx.params.phone !== undefined) changes.phone = ctx.params.phone;
 				await row.update(changes);
+				await this.evictUser(me.id);
 				return toUser(row);
 			}
 		},
@@ -57,7 +60,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 			async handler(this: This, ctx: AppContext<{ id: string }>) {
 				// Ownership is decided before any read, so a stranger learns nothing about whether the id exists.
 				requireOwnerOrStaff(requireUser(ctx), ctx.params.id);
-				const user = await this.findUser(ctx.params.id);
+				const user = await this.cachedUser(ctx.params.id);
 				if (!user) throw notFound("user not found");
 				return user;
 			}
@@ -91,6 +94,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 						{ transaction }
 					);
 				});
+				await this.evictUser(me.id);
 				ctx.meta.$statusCode = 202;
 				return { kyc_status: "pending" };
 			}
@@ -200,6 +204,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 					}
 					return view;
 				});
+				await this.evictUser(id);
 				if (emitted) this.kickOutbox();
 				return user;
 			}
@@ -236,7 +241,9 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 			params: { id: uuid },
 			async handler(this: This, ctx: AppContext<{ id: string }>) {
 				await this.models.Kyc.destroy({ where: { user_id: ctx.params.id } });
-				return (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
+				const removed = (await this.models.User.destroy({ where: { id: ctx.params.id } })) > 0;
+				await this.evictUser(ctx.params.id);
+				return removed;
 			}
 		},
 
@@ -296,6 +303,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 					});
 					return { user: view, submission: toKycSubmission(kyc.get({ plain: true }) as KycRow, view) };
 				});
+				await this.evictUser(user_id);
 				this.kickOutbox();
 				return out;
 			}
@@ -334,7 +342,46 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 		async findUser(this: This, id: string) {
 			const row = await this.models.User.findByPk(id);
 			return row ? toUser(row) : null;
+		},
+
+		/**
+		 * A profile read for display (me, getById) through the broker's cacher. Every change evicts it on every
+		 * users node (after its commit); CACHE_TTL_S bounds how long a lost eviction can leave it stale.
+		 * Internal reads that decide access (`users.get`, used by auth and admin) always go to the database.
+		 */
+		async cachedUser(this: This, id: string) {
+			const cacher = this.broker.cacher;
+			if (!cacher) return this.findUser(id);
+			const key = `users.profile:${id}`;
+			const hit = (await cacher.get(key)) as UserView | null;
+			if (hit) return hit;
+			// An eviction during the read may mean the row changed under it: answer it, but don't cache it.
+			const seen = this.evictions;
+			const user = await this.findUser(id);
+			if (user && seen === this.evictions) await cacher.set(key, user);
+			return user;
+		},
+
+		/** Drops a profile from this node's cache at once and from the other users nodes' by a broadcast. */
+		async evictUser(this: This, id: string) {
+			this.evictions++;
+			await this.broker.cacher?.del(`users.profile:${id}`);
+			this.broker.broadcast("users.profile.evict", { id }, { groups: ["users"] });
 		}
+	},
+
+	events: {
+		"users.profile.evict": {
+			params: { id: uuid },
+			async handler(this: This, ctx: AppContext<{ id: string }>) {
+				this.evictions++;
+				await this.broker.cacher?.del(`users.profile:${ctx.params.id}`);
+			}
+		}
+	},
+
+	created(this: This) {
+		this.evictions = 0;
 	}
 };
 
