@@ -38,6 +38,8 @@ function loggerOptions(cfg: Config): BrokerOptions["logger"] {
 				const child = base.child({ node: bindings.nodeID, service: bindings.svc ?? bindings.mod }, { level });
 				const write = (type: "fatal" | "error" | "warn" | "info" | "debug" | "trace"): LogFn =>
 					(...args) => {
+						// Checked first: moleculer-web logs every request at debug, and format() is not free.
+						if (!child.isLevelEnabled(type)) return;
 						const err = args.find(a => a instanceof Error) as Error | undefined;
 						const rest = args.filter(a => !(a instanceof Error));
 						const fields = err ? { err: { type: err.name, message: err.message, code: (err as Errors.MoleculerError).code } } : {};

@@ -33,7 +33,7 @@ afterAll(async () => {
 
 /** users.me as the gateway would call it, on one chosen node. */
 function meOn(node: TestSystem, user: { id: string; roles: string[] }) {
-	return gateway.broker.call<{ name: string; kyc_status: string; status: string }>("users.me", {}, { nodeID: node.broker.nodeID, meta: { user } });
+	return gateway.broker.call<{ name: string; kyc_status: string; status: string }, object>("users.me", {}, { nodeID: node.broker.nodeID, meta: { user } });
 }
 
 it("a profile change is seen at once on the node that made it and soon on every other node", async () => {
