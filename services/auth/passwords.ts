@@ -1,5 +1,8 @@
-import bcrypt from "bcrypt";
 import type { FieldError } from "../../lib/errors";
+import { BcryptPool } from "./bcrypt-pool";
+
+/** One pool per process, shared by every auth service in it. */
+const pool = new BcryptPool();
 
 export const MIN_PASSWORD_BYTES = 8;
 export const MAX_PASSWORD_BYTES = 72;
@@ -13,13 +16,13 @@ export function passwordProblem(password: string): FieldError | null {
 	return null;
 }
 
-/** bcrypt's async API runs in libuv's thread pool, off the event loop. */
+/** Off the event loop, on low-priority worker threads (bcrypt-pool.ts). */
 export function hashPassword(password: string, cost: number): Promise<string> {
-	return bcrypt.hash(password, cost);
+	return pool.hash(password, cost);
 }
 
 export function checkPassword(password: string, hash: string): Promise<boolean> {
-	return bcrypt.compare(password, hash);
+	return pool.compare(password, hash);
 }
 
 const dummies = new Map<number, Promise<string>>();
@@ -27,6 +30,6 @@ const dummies = new Map<number, Promise<string>>();
 /** A hash to compare against when the account does not exist, so both cases take the same time. */
 export function dummyHash(cost: number): Promise<string> {
 	let dummy = dummies.get(cost);
-	if (!dummy) dummies.set(cost, (dummy = bcrypt.hash("not-a-real-password", cost)));
+	if (!dummy) dummies.set(cost, (dummy = pool.hash("not-a-real-password", cost)));
 	return dummy;
 }

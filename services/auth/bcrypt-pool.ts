@@ -1,0 +1,111 @@
+import os from "node:os";
+import { Worker } from "node:worker_threads";
+
+/**
+ * bcrypt on worker threads that run at a lower CPU priority (nice 10; Linux keeps a nice value per
+ * thread). When logins saturate the CPU, the event loop still wins its core, so other requests keep
+ * their latency; when the CPU is idle the workers take all of it. bcrypt's own async API would use
+ * libuv's pool, whose threads compete with the event loop as equals.
+ * A small pool of our own rather than a library: its worker is inline code, so it runs the same from
+ * the TypeScript sources (tests) and the build.
+ */
+
+const WORKER_CODE = (bcryptPath: string) => `
+const { parentPort } = require("node:worker_threads");
+const bcrypt = require(${JSON.stringify(bcryptPath)});
+try { require("node:os").setPriority(10); } catch {}
+parentPort.on("message", ({ op, a, b }) => {
+	try {
+		parentPort.postMessage({ ok: op === "hash" ? bcrypt.hashSync(a, b) : bcrypt.compareSync(a, b) });
+	} catch (err) {
+		parentPort.postMessage({ error: String((err && err.message) || err) });
+	}
+});`;
+
+interface Job {
+	op: "hash" | "compare";
+	a: string;
+	b: string | number;
+	resolve(v: unknown): void;
+	reject(e: Error): void;
+}
+
+interface Slot {
+	worker: Worker;
+	job?: Job;
+	idle?: NodeJS.Timeout;
+}
+
+/** A worker with nothing to do for this long ends (each holds a V8 isolate, some MiB). */
+const IDLE_MS = 10000;
+
+export class BcryptPool {
+	private readonly slots: Slot[] = [];
+	private readonly queue: Job[] = [];
+	private readonly code = WORKER_CODE(require.resolve("bcrypt"));
+
+	constructor(private readonly size = Math.max(1, os.availableParallelism())) {}
+
+	hash(password: string, cost: number): Promise<string> {
+		return this.run("hash", password, cost) as Promise<string>;
+	}
+
+	compare(password: string, hash: string): Promise<boolean> {
+		return this.run("compare", password, hash) as Promise<boolean>;
+	}
+
+	/** Ends every worker; jobs still queued fail. */
+	async close(): Promise<void> {
+		for (const job of this.queue.splice(0)) job.reject(new Error("bcrypt pool closed"));
+		await Promise.all(this.slots.splice(0).map(s => s.worker.terminate()));
+	}
+
+	private run(op: Job["op"], a: string, b: string | number): Promise<unknown> {
+		return new Promise((resolve, reject) => {
+			this.queue.push({ op, a, b, resolve, reject });
+			this.pump();
+		});
+	}
+
+	private pump(): void {
+		while (this.queue.length) {
+			let slot = this.slots.find(s => !s.job);
+			if (!slot && this.slots.length < this.size) slot = this.spawn();
+			if (!slot) return;
+			const job = this.queue.shift()!;
+			clearTimeout(slot.idle);
+			slot.worker.ref();
+			slot.job = job;
+			slot.worker.postMessage({ op: job.op, a: job.a, b: job.b });
+		}
+	}
+
+	private spawn(): Slot {
+		const slot: Slot = { worker: new Worker(this.code, { eval: true }) };
+		slot.worker.on("message", (msg: { ok?: unknown; error?: string }) => {
+			const job = slot.job;
+			slot.job = undefined;
+			if (msg.error !== undefined) job?.reject(new Error(msg.error));
+			else job?.resolve(msg.ok);
+			this.pump();
+			if (!slot.job) {
+				slot.worker.unref();
+				slot.idle = setTimeout(() => void slot.worker.terminate(), IDLE_MS).unref();
+			}
+		});
+		// A worker that dies fails its job and leaves the pool; the next job starts a new one.
+		const drop = (err: Error) => {
+			clearTimeout(slot.idle);
+			const i = this.slots.indexOf(slot);
+			if (i >= 0) this.slots.splice(i, 1);
+			slot.job?.reject(err);
+			slot.job = undefined;
+			this.pump();
+		};
+		slot.worker.on("error", drop);
+		slot.worker.on("exit", code => drop(new Error(`bcrypt worker exited with code ${code}`)));
+		// A busy worker keeps the process alive (ref in pump), an idle one never does (unref when its job ends).
+		this.slots.push(slot);
+		return slot;
+	}
+}

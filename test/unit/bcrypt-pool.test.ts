@@ -1,0 +1,41 @@
+import fs from "node:fs";
+import bcrypt from "bcrypt";
+import { BcryptPool } from "../../services/auth/bcrypt-pool";
+
+/** bcrypt on low-priority worker threads: same hashes as the library, errors surface, workers recover. */
+
+let pool: BcryptPool;
+beforeEach(() => (pool = new BcryptPool(2)));
+afterEach(() => pool.close());
+
+it("hashes and compares exactly as bcrypt does", async () => {
+	const hash = await pool.hash("correct horse battery", 4);
+	expect(await bcrypt.compare("correct horse battery", hash)).toBe(true);
+	expect(await pool.compare("correct horse battery", hash)).toBe(true);
+	expect(await pool.compare("wrong horse battery", hash)).toBe(false);
+	expect(await pool.compare("x", await bcrypt.hash("x", 4))).toBe(true);
+});
+
+it("runs many jobs on at most `size` threads, each at nice 10, off the main thread", async () => {
+	const before = new Set(fs.readdirSync("/proc/self/task"));
+	const hashes = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.hash(`password ${i}`, 4)));
+	expect(new Set(hashes).size).toBe(8);
+	const added = fs.readdirSync("/proc/self/task").filter(t => !before.has(t));
+	const nice = (tid: string) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8").split(") ")[1].split(" ")[16]);
+	// Each worker thread brings a few helper threads of its own; the ones that ran bcrypt are niced.
+	expect(added.filter(t => nice(t) === 10)).toHaveLength(2);
+	expect(nice(String(process.pid))).toBe(0);
+});
+
+it("fails a bad call with bcrypt's error and keeps serving", async () => {
+	await expect(pool.hash("password", 99)).rejects.toThrow(/rounds|salt/i);
+	await expect(pool.compare("password", "not a hash")).resolves.toBe(false);
+	expect(await pool.compare("password", await pool.hash("password", 4))).toBe(true);
+});
+
+it("replaces a worker that died", async () => {
+	await pool.hash("warm", 4);
+	const slots = (pool as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+	await slots[0].worker.terminate();
+	expect(await pool.compare("password", await pool.hash("password", 4))).toBe(true);
+});
