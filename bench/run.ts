@@ -5,8 +5,9 @@
  *   1. baseline: a raw Node http server answering a small JSON (the ceiling for one Node process here);
  *   2. GET /health on the embedded default (one node, SQLite);
  *   3. authenticated GET /api/v1/users/me on the embedded default;
- *   4. the same through a gateway node (api, auth) to a users node over NATS, with PostgreSQL;
- *   5. login (bcrypt-bound) against the bcrypt ceiling measured in this run (cores ÷ time of one hash);
+ *   4. the same through a gateway node to a users node over NATS (auth on a third node), with PostgreSQL;
+ *   5. login (bcrypt-bound) against the bcrypt ceiling measured in this run (cores ÷ time of one hash),
+ *      and users/me at a fixed rate alone and while logins saturate the CPU (its p99 must not double);
  *   6. charge on the simulated provider (PostgreSQL) at a steady rate, and charge → receipt email latency;
  *   7. RSS of each node idle and at the end of its load.
  * Nothing asserts timings; a scenario with errors is reported as such, not as a result.
@@ -28,6 +29,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP_S ?? 2);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const CHARGE_RATE = Number(process.env.BENCH_RATE ?? 50);
+const ME_RATE = Number(process.env.BENCH_ME_RATE ?? 500);
 const CHARGE_SECONDS = Number(process.env.BENCH_CHARGE_SECONDS ?? 20);
 const NATS_URL = process.env.BENCH_NATS_URL ?? "nats://127.0.0.1:4222";
 const BCRYPT_COST = Number(process.env.BCRYPT_COST ?? 12);
@@ -166,10 +168,26 @@ async function embedded(): Promise<void> {
 		errors: login.errors,
 		notes: `bcrypt ceiling ${ceiling.toFixed(1)}/s (${os.cpus().length} cores ÷ ${(perHash * 1000).toFixed(0)} ms per hash): ${((login.rps / ceiling) * 100).toFixed(0)} % of it`
 	});
+	// 5b. Does saturating bcrypt hurt everything else? users/me at a fixed rate, alone and while logins run.
+	const steady = { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` }, connections: 10, overallRate: ME_RATE };
+	const alone = await load(steady, SECONDS, 1);
+	const [during, loginsDuring] = await Promise.all([
+		load(steady, SECONDS, 0),
+		load({ url: `${base}/api/v1/auth/login`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 }, SECONDS, 0)
+	]);
+	scenarios.push({ name: `GET /api/v1/users/me at ${ME_RATE}/s, alone`, rps: alone.rps, p50_ms: alone.p50, p99_ms: alone.p99, errors: alone.errors });
+	scenarios.push({
+		name: `GET /api/v1/users/me at ${ME_RATE}/s while logins saturate the CPU`,
+		rps: during.rps,
+		p50_ms: during.p50,
+		p99_ms: during.p99,
+		errors: during.errors + loginsDuring.errors,
+		notes: `p99 ${(during.p99 / Math.max(1, alone.p99)).toFixed(1)}× alone; logins meanwhile ${loginsDuring.rps}/s (${((loginsDuring.rps / ceiling) * 100).toFixed(0)} % of the ceiling)`
+	});
 	memory.push({ node: "embedded (all services)", idle_mib: idle, loaded_mib: rssMiB(node.proc.pid) });
 }
 
-/** 4: a gateway node and a users node over NATS, PostgreSQL. */
+/** 4: one service per node — a gateway node, an auth node and a users node — over NATS, PostgreSQL. */
 async function overNats(): Promise<void> {
 	const dbs = await databases(["auth", "users"]);
 	const namespace = `bench${crypto.randomBytes(3).toString("hex")}`;
@@ -177,15 +195,19 @@ async function overNats(): Promise<void> {
 	const common = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, READY_SERVICES: "auth,users" };
 	const port = await freePort();
 	const base = `http://127.0.0.1:${port}`;
-	const users = startNode(nodeEnv({ ...common, SERVICES: "users", USERS_DATABASE_URL: dbs.env.USERS_DATABASE_URL, DATA_DIR: await tmpDir() }));
-	cleanups.push(() => users.stop("SIGTERM"));
-	const gateway = await launch("gateway node", nodeEnv({ ...common, SERVICES: "api,auth", AUTH_DATABASE_URL: dbs.env.AUTH_DATABASE_URL, PORT: String(port), DATA_DIR: await tmpDir() }), `${base}/health/ready`);
-	const idle = { gw: rssMiB(gateway.proc.pid), users: rssMiB(users.proc.pid) };
+	const nodes: Array<{ name: string; node: NodeProcess }> = [];
+	for (const svc of ["users", "auth"]) {
+		const node = startNode(nodeEnv({ ...common, SERVICES: svc, [`${svc.toUpperCase()}_DATABASE_URL`]: dbs.env[`${svc.toUpperCase()}_DATABASE_URL`], DATA_DIR: await tmpDir() }));
+		cleanups.push(() => node.stop("SIGTERM"));
+		nodes.push({ name: `${svc} node`, node });
+	}
+	const gateway = await launch("gateway node", nodeEnv({ ...common, SERVICES: "api", PORT: String(port), DATA_DIR: await tmpDir() }), `${base}/health/ready`);
+	nodes.unshift({ name: "gateway node (api)", node: gateway });
+	const idle = nodes.map(n => rssMiB(n.node.proc.pid));
 	const token = await userToken(base);
 	const me = await load({ url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } });
 	scenarios.push({ name: "GET /api/v1/users/me, gateway node → users node over NATS, PostgreSQL", rps: me.rps, p50_ms: me.p50, p99_ms: me.p99, errors: me.errors });
-	memory.push({ node: "gateway node (api, auth)", idle_mib: idle.gw, loaded_mib: rssMiB(gateway.proc.pid) });
-	memory.push({ node: "users node", idle_mib: idle.users, loaded_mib: rssMiB(users.proc.pid) });
+	nodes.forEach((n, i) => memory.push({ node: n.name, idle_mib: idle[i], loaded_mib: rssMiB(n.node.proc.pid) }));
 }
 
 /** 6: charges at a steady rate, and the time from each charge to its receipt email at an SMTP server. */
@@ -273,7 +295,8 @@ async function main(): Promise<void> {
 	} finally {
 		for (const c of cleanups.reverse()) await c().catch(() => undefined);
 	}
-	for (const s of scenarios) if (!s.name.startsWith("charge") && !s.name.startsWith("login")) s.ratio_to_baseline = Number((s.rps / base).toFixed(2));
+	// Throughput scenarios only: fixed-rate ones ("at N/s") and logins measure something else.
+	for (const s of scenarios) if (!/ at \d+\/s|^charge|^login/.test(s.name)) s.ratio_to_baseline = Number((s.rps / base).toFixed(2));
 
 	const machine = { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.type()} ${os.release()}` };
 	const date = new Date().toISOString();
@@ -283,7 +306,7 @@ async function main(): Promise<void> {
 		"",
 		`Measured ${date} on ${machine.cpus} cores (${machine.cpu_model}), ${machine.memory_gib} GiB, Node ${machine.node}, ${machine.platform}.`,
 		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up at ${CONNECTIONS} connections`,
-		`(login: 8 connections); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
+		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
 		"bcrypt cost " + BCRYPT_COST + "; only RATE_LIMIT_MAX is raised, since one client IP sends all the load. Any non-2xx answer counts as an error; a scenario with errors is not a result.",
 		"This machine is shared and noisy: compare ratios within one run, not absolute figures across runs.",
 		"",
