@@ -6,6 +6,7 @@ import { channelsMiddleware } from "./channels";
 import { healthServer } from "./health-server";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
+import { eventLoopLagMetrics } from "./process-metrics";
 import { tracingOptions } from "./tracing";
 
 type LogFn = (...args: unknown[]) => void;
@@ -123,7 +124,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
 		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT)],
+		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT), eventLoopLagMetrics()],
 		skipProcessEventRegistration: false
 	};
 }
