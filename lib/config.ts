@@ -85,7 +85,8 @@ const variables = z.object({
 	STRIPE_WEBHOOK_SECRET: optionalString,
 	STRIPE_API_URL: optionalUrl(["http:", "https:"]),
 	IDEMPOTENCY_TTL_S: int(24 * 3600, 60, 30 * 24 * 3600),
-	IDEMPOTENCY_LOCK_MS: int(30000, 100, 3600000),
+	/** Longer than the charge action's 30 s timeout: a client retrying after a 503 gets 409 while the first attempt still runs. */
+	IDEMPOTENCY_LOCK_MS: int(60000, 100, 3600000),
 	OUTBOX_POLL_MS: int(1000, 10, 60000),
 
 	// Notifications
