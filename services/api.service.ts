@@ -102,6 +102,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		},
 		log4XXResponses: false,
 		logRequest: "debug",
+		// Access lines at debug: a line per read at info would cost the hot paths. Writes get one info line (onAfterCall).
 		logResponse: "debug",
 		logRequestParams: null,
 		logResponseData: null,
@@ -273,6 +274,10 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					"POST /admin/jobs/:name/run": "jobs.run",
 					"GET /admin/dead-letters": "jobs.deadLetters",
 					"POST /admin/dead-letters/:id/redrive": "jobs.redrive"
+				},
+				onAfterCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req, res: Res, data: unknown) {
+					if (req.method !== "GET") this.logger.info(`${req.method} ${(req.originalUrl ?? req.url ?? "").split("?")[0]} -> ${ctx.meta.$statusCode ?? res.statusCode}`);
+					return data;
 				},
 				onBeforeCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
 					// Headers an action needs travel as meta, never as params a client could also send in the body.

@@ -312,6 +312,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				}
 				return;
 			}
+			this.logger.info(`Event ${row.event_id} (${row.type}) processed: its deliveries are queued`);
 			for (const d of await this.store.queuedOf(row.event_id)) await this.publishDelivery(d, d.id);
 		},
 
@@ -352,6 +353,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				return;
 			}
 			if (!(await this.store.markSent(row))) this.logger.warn(`Delivery ${row.id} was sent after its lease ran out`);
+			else this.logger.info(`Sent delivery ${row.id} (${row.channel} ${row.template})`);
 		},
 
 		async send(this: This, row: DeliveryRow) {

@@ -442,6 +442,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			});
 			// Tests kill the process here: committed, not yet relayed (the relay must pick it up after a restart).
 			failpoint("payments.after-commit");
+			this.logger.info(`Charge of payment ${paymentId} finished: ${response.status}`);
 			this.kickOutbox();
 			// An event stored while this transaction ran is applied now (the webhook checks again after it stores one too).
 			if (intentId) await this.settlePending(intentId, requestId);
