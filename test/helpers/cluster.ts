@@ -28,11 +28,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
-import { ROOT } from "./node-process";
+import { collectLines, freePort, ROOT } from "./node-process";
 import { createDatabases, type TestDatabases } from "./pg";
 import { smtpUrl, startSmtp, type Smtp } from "./smtp";
 
@@ -136,43 +135,8 @@ export function parseLog(line: string): LogLine | undefined {
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-const handedOut = new Set<number>();
-
-function canListen(port: number): Promise<boolean> {
-	return new Promise(resolve => {
-		const srv = net.createServer();
-		srv.once("error", () => resolve(false));
-		srv.listen(port, "0.0.0.0", () => srv.close(() => resolve(true)));
-	});
-}
-
-/**
- * A port free to listen on, never handed out before in this process, and below Linux's ephemeral range
- * (32768+): an outgoing connection of some other process cannot take it between now and the bind.
- */
-export async function listenPort(): Promise<number> {
-	for (;;) {
-		const port = 20000 + crypto.randomInt(12000);
-		if (handedOut.has(port)) continue;
-		handedOut.add(port);
-		if (await canListen(port)) return port;
-	}
-}
-
-/** Splits a stream into whole lines (a chunk may end in the middle of one). */
-function collectLines(stream: NodeJS.ReadableStream, into: string[]): void {
-	let rest = "";
-	stream.setEncoding("utf8");
-	stream.on("data", (chunk: string) => {
-		const parts = (rest + chunk).split("\n");
-		rest = parts.pop() ?? "";
-		for (const p of parts) if (p.trim()) into.push(p);
-	});
-	stream.on("end", () => {
-		if (rest.trim()) into.push(rest);
-		rest = "";
-	});
-}
+/** A port for a server of a test's own (a private Redis, NATS, …), the same way nodes get theirs. */
+export const listenPort = freePort;
 
 function spawnNode(name: string, services: string[], env: Record<string, string>, url: string | undefined): ClusterNode {
 	const proc = spawn(process.execPath, [RUNNER, "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {

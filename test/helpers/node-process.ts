@@ -1,19 +1,46 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
 import net from "node:net";
 import path from "node:path";
 
 export const ROOT = path.resolve(__dirname, "../..");
 const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
 
-/** A port nobody listens on right now. */
-export function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
+const handedOut = new Set<number>();
+
+function canListen(port: number): Promise<boolean> {
+	return new Promise(resolve => {
 		const srv = net.createServer();
-		srv.once("error", reject);
-		srv.listen(0, "127.0.0.1", () => {
-			const { port } = srv.address() as net.AddressInfo;
-			srv.close(() => resolve(port));
-		});
+		srv.once("error", () => resolve(false));
+		srv.listen(port, "0.0.0.0", () => srv.close(() => resolve(true)));
+	});
+}
+
+/**
+ * A port free to listen on, never handed out before in this process, and below Linux's ephemeral range
+ * (32768+): an outgoing connection of some other process cannot take it between now and the bind.
+ */
+export async function freePort(): Promise<number> {
+	for (;;) {
+		const port = 20000 + crypto.randomInt(12000);
+		if (handedOut.has(port)) continue;
+		handedOut.add(port);
+		if (await canListen(port)) return port;
+	}
+}
+
+/** Splits a stream into whole lines (a chunk may end in the middle of one). */
+export function collectLines(stream: NodeJS.ReadableStream, into: string[]): void {
+	let rest = "";
+	stream.setEncoding("utf8");
+	stream.on("data", (chunk: string) => {
+		const parts = (rest + chunk).split("\n");
+		rest = parts.pop() ?? "";
+		for (const p of parts) if (p.trim()) into.push(p);
+	});
+	stream.on("end", () => {
+		if (rest.trim()) into.push(rest);
+		rest = "";
 	});
 }
 
@@ -35,9 +62,8 @@ export function startNode(env: Record<string, string>, args: string[] = []): Nod
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];
-	const collect = (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter(Boolean));
-	proc.stdout!.on("data", collect);
-	proc.stderr!.on("data", collect);
+	collectLines(proc.stdout!, lines);
+	collectLines(proc.stderr!, lines);
 	const exited = new Promise<number | null>(resolve => proc.once("exit", code => resolve(code)));
 	return {
 		proc,
