@@ -27,12 +27,16 @@ export const CHANNEL_LIST = Object.values(CHANNELS);
 export const MAX_RETRIES = 5;
 
 /** JetStream stream settings: file storage, kept 7 days, duplicates (same msgID) dropped for 10 min. */
-export const STREAM_CONFIG = {
-	retention: RetentionPolicy.Limits,
-	storage: StorageType.File,
-	max_age: 7 * 24 * 3600 * 1e9,
-	duplicate_window: 10 * 60 * 1e9
-};
+export function streamConfig(replicas = 1) {
+	return {
+		retention: RetentionPolicy.Limits,
+		storage: StorageType.File,
+		max_age: 7 * 24 * 3600 * 1e9,
+		duplicate_window: 10 * 60 * 1e9,
+		// On a NATS cluster (k8s: 3 servers) a stream survives the loss of a server only with replicas.
+		num_replicas: replicas
+	};
+}
 
 /** What every channel subscription uses; spread into a service's `channels` entry. */
 export function channelOptions(group: string, extra: { maxInFlight?: number; deadLettering?: boolean } = {}) {
@@ -44,7 +48,7 @@ export function channelOptions(group: string, extra: { maxInFlight?: number; dea
 		// Off for the consumer of the dead-letter channel itself, which must not feed back into it.
 		deadLettering: { enabled: extra.deadLettering ?? true, queueName: CHANNELS.deadLetter },
 		nats: {
-			streamConfig: STREAM_CONFIG,
+			// The stream settings come from the adapter (channelsMiddleware).
 			// A consumer group created after messages arrived still gets them; consumers are idempotent.
 			consumerOptions: { config: { deliver_policy: "all", ack_wait: 30 * 1e9 } }
 		}
@@ -67,7 +71,7 @@ export function channelsMiddleware(cfg: Config): Middleware {
 					nats: {
 						url: cfg.TRANSPORTER,
 						connectionOptions: { maxReconnectAttempts: -1, reconnectTimeWait: 500, name: "channels" },
-						streamConfig: STREAM_CONFIG
+						streamConfig: streamConfig(cfg.NATS_STREAM_REPLICAS)
 					}
 				}
 			}
@@ -84,7 +88,7 @@ export function streamName(prefix: string, channel: string): string {
  * Creates every stream up front (idempotent), so a message published before its consumer first
  * subscribes is kept, not dropped for want of a stream.
  */
-export async function ensureStreams(natsUrl: string, prefix: string, nc?: NatsConnection): Promise<void> {
+export async function ensureStreams(natsUrl: string, prefix: string, nc?: NatsConnection, replicas = 1): Promise<void> {
 	const conn = nc ?? (await connect({ servers: new URL(natsUrl).host, name: "ensure-streams" }));
 	try {
 		const jsm = await conn.jetstreamManager();
@@ -94,7 +98,7 @@ export async function ensureStreams(natsUrl: string, prefix: string, nc?: NatsCo
 			try {
 				await jsm.streams.info(name);
 			} catch {
-				await jsm.streams.add({ name, subjects: [subject], ...STREAM_CONFIG });
+				await jsm.streams.add({ name, subjects: [subject], ...streamConfig(replicas) });
 			}
 		}
 	} finally {

@@ -40,6 +40,8 @@ const variables = z.object({
 	NAMESPACE: z.string().regex(/^[A-Za-z0-9_-]*$/, "letters, digits, _ and - only").default(""),
 	NODE_ID: optionalString,
 	TRANSPORTER: optionalUrl(["nats:", "tls:"]),
+	/** Copies of each JetStream stream: 1 on a single NATS server, 3 on the k8s NATS cluster. */
+	NATS_STREAM_REPLICAS: int(1, 1, 5),
 	LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace"], "info"),
 	DATA_DIR: z.string().min(1).default("./data"),
 	REQUEST_TIMEOUT_MS: int(2000, 100, 600000),

@@ -114,7 +114,7 @@ export function outboxMixin(opts: { pollMs?: number } = {}): Partial<ServiceSche
 						if (!this.outboxStreamsReady) {
 							// In a cluster the streams are made before the first publish, whatever the start order of consumers.
 							const cfg = config();
-							if (cfg.TRANSPORTER) await ensureStreams(cfg.TRANSPORTER, channelPrefix(cfg));
+							if (cfg.TRANSPORTER) await ensureStreams(cfg.TRANSPORTER, channelPrefix(cfg), undefined, cfg.NATS_STREAM_REPLICAS);
 							this.outboxStreamsReady = true;
 						}
 						const rows = await this.sequelize.query<OutboxRow>(
