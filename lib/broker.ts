@@ -1,9 +1,10 @@
 import os from "node:os";
 import { format } from "node:util";
 import pino from "pino";
-import { Errors, type BrokerOptions, type Context, type Middleware } from "moleculer";
+import { Errors, type BrokerOptions, type Context, type Middleware, type ServiceBroker } from "moleculer";
 import { channelsMiddleware } from "./channels";
 import { healthServer } from "./health-server";
+import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from "./outages";
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 import { eventLoopLagMetrics } from "./process-metrics";
@@ -81,12 +82,27 @@ export const SettleTimedOutCalls = {
 	}
 } as unknown as Middleware;
 
+/**
+ * The second step of a graceful stop. On SIGTERM the broker first leaves the registry (it sends its
+ * node info with no services, so callers pick other nodes) and waits `registry.stopDelay`
+ * (SHUTDOWN_DELAY_MS) while still serving; `/ready` answers 503 from the start. Then, before any
+ * service stops, each local service with a `drain()` method (the gateway's HTTP server) stops taking
+ * work and finishes what is in flight, while the services those requests call are still up.
+ */
+export const DrainBeforeStop = {
+	name: "DrainBeforeStop",
+	async stopping(broker: ServiceBroker) {
+		await Promise.all(broker.services.map(svc => (svc as unknown as { drain?: () => Promise<void> }).drain?.()));
+	}
+} as unknown as Middleware;
+
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	return {
 		namespace: cfg.NAMESPACE,
 		nodeID: nodeId(cfg, env),
-		transporter: cfg.TRANSPORTER ? { type: "NATS", options: { url: cfg.TRANSPORTER } } : undefined,
+		// After a NATS restart, reconnect within half a second (nats.js waits 2 s by default); calls fail fast meanwhile (lib/outages.ts).
+		transporter: cfg.TRANSPORTER ? { type: "NATS", options: { url: cfg.TRANSPORTER, reconnectTimeWait: 500 } } : undefined,
 		logger: loggerOptions(cfg),
 		logLevel: cfg.LOG_LEVEL,
 		requestTimeout: cfg.REQUEST_TIMEOUT_MS,
@@ -105,14 +121,19 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			minRequestCount: 20,
 			windowTime: 60,
 			halfOpenTime: 10000,
-			check: (err: Error) => !!(err as Errors.MoleculerError).code && (err as Errors.MoleculerError).code >= 500
+			// Not this node's own NATS outage: it says nothing about the node called.
+			check: (err: Error) => !!(err as Errors.MoleculerError).code && (err as Errors.MoleculerError).code >= 500 && !isOwnDisconnect(err)
 		},
 		bulkhead: { enabled: true, concurrency: 50, maxQueueSize: 500 },
 		// Graceful stop: wait for in-flight requests before the broker stops.
 		tracking: { enabled: true, shutdownTimeout: cfg.SHUTDOWN_TIMEOUT_MS },
-		registry: { strategy: "RoundRobin", preferLocal: true },
-		heartbeatInterval: 5,
-		heartbeatTimeout: 15,
+		// stopDelay: how long a stopping node, already out of the others' registries, still serves (Moleculer's default is 100 ms).
+		registry: { strategy: "RoundRobin", preferLocal: true, stopDelay: Math.max(100, cfg.SHUTDOWN_DELAY_MS) },
+		// A node killed outright (kill -9, OOM) is dropped when its heartbeats stop: Moleculer checks every
+		// heartbeatTimeout, so 8 to 16 s after the last one; until then every other call to it waits out its
+		// timeout. A live node is dropped only if it sends nothing for 6 s (three beats).
+		heartbeatInterval: 2,
+		heartbeatTimeout: 8,
 		// Metrics always (the admin dashboard reads every node's `$node.metrics`); Prometheus on METRICS_PORT (GET /metrics) when it is set.
 		metrics: {
 			enabled: true,
@@ -124,7 +145,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
 		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT), eventLoopLagMetrics()],
+		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT), eventLoopLagMetrics(), DrainBeforeStop, FailFastWhileDisconnected, DatabaseUnavailable],
 		skipProcessEventRegistration: false
 	};
 }

@@ -46,6 +46,8 @@ const variables = z.object({
 	DATA_DIR: z.string().min(1).default("./data"),
 	REQUEST_TIMEOUT_MS: int(2000, 100, 600000),
 	SHUTDOWN_TIMEOUT_MS: int(10000, 0, 600000),
+	/** On SIGTERM: how long a node reports not ready (and has left the registry) while still serving, before it stops taking work. */
+	SHUTDOWN_DELAY_MS: int(0, 0, 600000),
 
 	JWT_ISSUER: z.string().min(1).default("moleculer-microservices"),
 	JWT_AUDIENCE: z.string().min(1).default("moleculer-microservices-api"),

@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
 import { channelsConnected } from "./channels";
+import { transporterUp } from "./outages";
 
 export interface NodeReadiness {
 	ready: boolean;
@@ -15,7 +16,8 @@ export interface NodeReadiness {
 export async function nodeReadiness(broker: ServiceBroker): Promise<NodeReadiness> {
 	const checks: Record<string, "ok" | "down"> = {};
 	const transit = (broker as unknown as { transit?: { connected: boolean } }).transit;
-	if (transit) checks.transporter = transit.connected ? "ok" : "down";
+	// transit.connected stays true while nats.js reconnects: transporterUp follows the connection itself.
+	if (transit) checks.transporter = transit.connected && transporterUp(broker) ? "ok" : "down";
 	checks.channels = channelsConnected(broker) ? "ok" : "down";
 	const local = broker.services.filter(s => !s.name.startsWith("$") && (s.schema.actions as Record<string, unknown> | undefined)?.health);
 	await Promise.all(
@@ -34,7 +36,8 @@ export async function nodeReadiness(broker: ServiceBroker): Promise<NodeReadines
 /**
  * Every node's probe server on HEALTH_PORT (off when 0): `GET /live` answers while the event loop does;
  * `GET /ready` is 200 when `nodeReadiness` is, else 503 with the failing checks. It opens once the
- * broker has started and closes first when the node stops, so a stopping node is taken out of rotation.
+ * broker has started; `/ready` answers 503 from the moment the node begins to stop (SIGTERM), so it is
+ * taken out of rotation while it still serves for SHUTDOWN_DELAY_MS; the server closes last.
  */
 export function healthServer(port: number): Middleware {
 	let server: http.Server | undefined;
@@ -51,7 +54,8 @@ export function healthServer(port: number): Middleware {
 				if (req.method !== "GET") return send(405, { status: "method not allowed" });
 				if (req.url === "/live") return send(200, { status: "ok", node: broker.nodeID });
 				if (req.url === "/ready") {
-					if (stopping) return send(503, { status: "stopping", checks: {} });
+					// `started` turns false the moment a stop begins, before the drain delay: out of rotation at once.
+					if (stopping || !broker.started) return send(503, { status: "stopping", node: broker.nodeID, checks: {} });
 					nodeReadiness(broker)
 						.then(r => send(r.ready ? 200 : 503, { status: r.ready ? "ok" : "unavailable", node: broker.nodeID, checks: r.checks }))
 						.catch(() => send(503, { status: "unavailable", checks: {} }));

@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo, Server } from "node:net";
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import proxyaddr from "proxy-addr";
@@ -46,7 +46,10 @@ interface Vars {
 	tokens: TokenCache;
 	rateLimit: RateLimit;
 	trust: (addr: string, i: number) => boolean;
-	server: Server;
+	server: HttpServer;
+	/** Responses not yet finished, and whether the server is draining (see `drain`). */
+	inFlight: Set<Res>;
+	draining: boolean;
 }
 type Methods = {
 	authenticate(ctx: Context<unknown, any>, route: unknown, req: Req): Promise<AuthUser | null>;
@@ -55,6 +58,7 @@ type Methods = {
 	errorHandler(req: Req, res: Res, err: unknown): void;
 	readiness(): Promise<{ ready: boolean; checks: Record<string, "ok" | "down"> }>;
 	clientIp(req: Req): string;
+	drain(): Promise<void>;
 };
 type This = Vars & Methods & { settings: Record<string, any>; logger: import("moleculer").Logger; broker: import("moleculer").ServiceBroker };
 
@@ -119,6 +123,32 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			this.sendProblem(req, res, err);
 		},
 
+		/**
+		 * Graceful stop of the HTTP side, run by DrainBeforeStop (lib/broker.ts) after SHUTDOWN_DELAY_MS and
+		 * before any service stops: no new connections, `Connection: close` on every answer from now on, idle
+		 * keep-alive connections closed; resolves once the last in-flight request is answered (after
+		 * SHUTDOWN_TIMEOUT_MS, whatever is left is cut).
+		 */
+		async drain(this: This) {
+			const server = this.server;
+			if (!server?.listening) return;
+			this.draining = true;
+			for (const res of this.inFlight) if (!res.headersSent) res.setHeader("Connection", "close");
+			const closed = new Promise<void>(resolve => server.close(() => resolve()));
+			// A connection whose last answer went out keep-alive before the drain is closed once it is idle.
+			const sweep = setInterval(() => server.closeIdleConnections(), 100);
+			let unanswered = 0;
+			const cut = setTimeout(() => {
+				unanswered = this.inFlight.size;
+				server.closeAllConnections();
+			}, config().SHUTDOWN_TIMEOUT_MS);
+			await closed;
+			clearInterval(sweep);
+			clearTimeout(cut);
+			if (unanswered) this.logger.warn(`API gateway closed: ${unanswered} request(s) still running after SHUTDOWN_TIMEOUT_MS were cut`);
+			else this.logger.info("API gateway closed after answering every in-flight request");
+		},
+
 		clientIp(this: This, req: Req) {
 			return proxyaddr(req, this.trust);
 		},
@@ -161,6 +191,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		},
 
 		async readiness(this: This) {
+			// Stopping (SIGTERM): out of rotation at once, while requests are still served for SHUTDOWN_DELAY_MS.
+			if (!this.broker.started) return { ready: false, checks: {} };
 			const checks: Record<string, "ok" | "down"> = {};
 			await Promise.all(
 				this.readyServices.map(async name => {
@@ -352,6 +384,13 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	},
 
 	async started(this: This) {
+		this.inFlight = new Set();
+		this.draining = false;
+		this.server?.prependListener("request", (_req: IncomingMessage, res: Res) => {
+			if (this.draining) res.setHeader("Connection", "close");
+			this.inFlight.add(res);
+			res.once("close", () => this.inFlight.delete(res));
+		});
 		// Without this, the first requests after start would be counted only in this node's memory.
 		await this.rateLimit.ready;
 		const addr = this.server?.address() as AddressInfo | null;

@@ -32,6 +32,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 	actions: {
 		// ---- Public (aliased by the gateway) ----
 		me: {
+			...SAFE_TO_RETRY,
 			params: { $$strict: true },
 			async handler(this: This, ctx: AppContext) {
 				const user = await this.cachedUser(requireUser(ctx).id);
@@ -56,6 +57,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 		},
 
 		getById: {
+			...SAFE_TO_RETRY,
 			params: { $$strict: true, id: uuid },
 			async handler(this: This, ctx: AppContext<{ id: string }>) {
 				// Ownership is decided before any read, so a stranger learns nothing about whether the id exists.
@@ -101,6 +103,7 @@ const UsersService: ServiceSchema<Settings, Methods, This> = {
 		},
 
 		kycStatus: {
+			...SAFE_TO_RETRY,
 			params: { $$strict: true },
 			async handler(this: This, ctx: AppContext) {
 				const me = requireUser(ctx);
