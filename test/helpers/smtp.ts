@@ -66,7 +66,12 @@ export interface Smtp {
 	close(): Promise<void>;
 }
 
-export function startSmtp(port = 0): Promise<Smtp> {
+export interface SmtpOptions {
+	/** Runs after a message's data arrived and before the server accepts it (a slow or stuck server). */
+	beforeAccept?: (mail: Mail) => Promise<void>;
+}
+
+export function startSmtp(port = 0, opts: SmtpOptions = {}): Promise<Smtp> {
 	const mails: Mail[] = [];
 	const server = new SMTPServer({
 		authOptional: false,
@@ -85,8 +90,11 @@ export function startSmtp(port = 0): Promise<Smtp> {
 					from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
 					to: session.envelope.rcptTo.map(r => r.address)
 				};
-				mails.push(parseMail(Buffer.concat(chunks).toString("utf8"), envelope));
-				cb();
+				const mail = parseMail(Buffer.concat(chunks).toString("utf8"), envelope);
+				void (opts.beforeAccept ?? (async () => undefined))(mail).then(() => {
+					mails.push(mail);
+					cb();
+				});
 			});
 		}
 	});
