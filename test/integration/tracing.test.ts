@@ -63,9 +63,11 @@ it("one request's spans from both nodes share its request id as the trace id", a
 
 	const traceId = requestId.replace(/-/g, "");
 	const trace = await waitFor(() => {
+		// Each node sends its own spans on its own schedule: wait for the users span and its parent from the gateway.
 		const mine = spans.filter(s => s.traceId === traceId);
-		return mine.some(s => s.name === "action 'users.me'") ? mine : undefined;
-	}, "the users.me span");
+		const me = mine.find(s => s.name === "action 'users.me'");
+		return me && mine.some(s => s.id === me.parentId) ? mine : undefined;
+	}, "the users.me span and its parent");
 	const me = trace.find(s => s.name === "action 'users.me'")!;
 	expect(me.localEndpoint.serviceName).toBe("users");
 	expect(me.tags.requestID).toBe(requestId);
