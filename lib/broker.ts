@@ -8,6 +8,7 @@ import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from 
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 import { eventLoopLagMetrics } from "./process-metrics";
+import { requestMetrics } from "./request-metrics";
 import { tracingOptions } from "./tracing";
 
 type LogFn = (...args: unknown[]) => void;
@@ -96,6 +97,9 @@ export const DrainBeforeStop = {
 	}
 } as unknown as Middleware;
 
+/** Moleculer's internal middlewares before Metrics (service-broker.js INTERNAL_MIDDLEWARES), by name. */
+const INTERNAL_MIDDLEWARES = ["ActionHook", "Validator", "Bulkhead", "Cacher", "ContextTracker", "CircuitBreaker", "Timeout", "Retry", "Fallback", "ErrorHandler", "Tracing"];
+
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	return {
@@ -145,7 +149,24 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
 		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		middlewares: [channelsMiddleware(cfg), RequestScopeMiddleware, SettleTimedOutCalls, healthServer(cfg.HEALTH_PORT), eventLoopLagMetrics(), DrainBeforeStop, FailFastWhileDisconnected, DatabaseUnavailable],
+		// Ours first, then Moleculer's internal ones as it orders them, with its Metrics replaced by a lean one
+		// (request-metrics.ts says why).
+		internalMiddlewares: false,
+		middlewares: [
+			channelsMiddleware(cfg),
+			RequestScopeMiddleware,
+			SettleTimedOutCalls,
+			healthServer(cfg.HEALTH_PORT),
+			eventLoopLagMetrics(),
+			DrainBeforeStop,
+			FailFastWhileDisconnected,
+			DatabaseUnavailable,
+			...INTERNAL_MIDDLEWARES,
+			requestMetrics(),
+			"Debounce",
+			"Throttle",
+			...(process.argv.includes("--hot") ? ["HotReload"] : [])
+		] as BrokerOptions["middlewares"],
 		skipProcessEventRegistration: false
 	};
 }
