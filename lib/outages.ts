@@ -95,7 +95,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
  */
 export const DatabaseUnavailable = {
 	name: "DatabaseUnavailable",
-	localAction(next: (ctx: Context) => Promise<unknown>) {
+	localAction(next: (ctx: Context) => Promise<unknown>, action: { service?: { schema?: { adapter?: unknown } } }) {
+		// Only services with a database (db.mixin's adapter): every wrapper costs on the hot path.
+		if (!action.service?.schema?.adapter) return next;
 		return (ctx: Context) =>
 			next(ctx).catch((err: unknown) => {
 				if (!isDatabaseUnavailable(err)) throw err;

@@ -93,6 +93,12 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	name: "api",
 	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
 
+	actions: {
+		// moleculer-web runs every HTTP request through its `rest` action: no bulkhead around it (each action it
+		// calls has its own), one wrapper less on every request.
+		rest: { bulkhead: { enabled: false } }
+	},
+
 	settings: {
 		ip: "0.0.0.0",
 		// Set before any route: a valid client request id is kept, anything else replaced.
