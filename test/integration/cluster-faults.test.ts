@@ -1,4 +1,4 @@
-import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -7,10 +7,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { connect } from "nats";
 import { Client } from "pg";
 import { deleteStreams, ensureStreams } from "../../lib/channels";
 import { freePort, startNode, waitForStatus, type NodeProcess } from "../helpers/node-process";
+import { natsServer, type NatsServer } from "../helpers/nats-server";
 import { createDatabases, query, type TestDatabases } from "../helpers/pg";
 import { startSmtp, smtpUrl, type Smtp } from "../helpers/smtp";
 import { http as request, registerAndLogin } from "../helpers/system";
@@ -21,7 +21,6 @@ import { waitFor } from "../helpers/wait";
 // PostgreSQL are restarted only as private instances started here.
 
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
-const NATS_BIN = process.env.TEST_NATS_SERVER ?? "/usr/sbin/nats-server";
 const PG_BIN = process.env.TEST_PG_BIN ?? "/usr/lib/postgresql/15/bin";
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -473,50 +472,6 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 
 // ---- 3: a private NATS server restarted during a stream of charges ----
 
-interface NatsServer {
-	url: string;
-	lines: string[];
-	start(): Promise<void>;
-	stop(): Promise<void>;
-}
-
-/** nats-server with JetStream on its own port and store dir; a restart keeps both. */
-function natsServer(port: number, storeDir: string): NatsServer {
-	const lines: string[] = [];
-	let proc: ChildProcess | undefined;
-	let exited: Promise<void> = Promise.resolve();
-	const running = () => !!proc && proc.exitCode === null && proc.signalCode === null;
-	return {
-		url: `nats://127.0.0.1:${port}`,
-		lines,
-		async start() {
-			const p = spawn(NATS_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdio: ["ignore", "pipe", "pipe"] });
-			proc = p;
-			exited = new Promise(resolve => p.once("exit", () => resolve()));
-			const collect = (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter(Boolean));
-			p.stdout!.on("data", collect);
-			p.stderr!.on("data", collect);
-			await waitFor(
-				async () => {
-					if (!running()) throw new Error(`nats-server exited: ${lines.slice(-5).join(" | ")}`);
-					const nc = await connect({ servers: `127.0.0.1:${port}`, reconnect: false, timeout: 1000 });
-					try {
-						await (await nc.jetstreamManager()).getAccountInfo();
-						return true;
-					} finally {
-						await nc.close();
-					}
-				},
-				"nats-server to answer JetStream requests",
-				20000
-			);
-		},
-		async stop() {
-			if (running()) proc!.kill("SIGTERM");
-			await exited;
-		}
-	};
-}
 
 describe("cluster faults: NATS restarted during a stream of charges (gateway, payments and notifications as three processes)", () => {
 	const namespace = `cn${crypto.randomBytes(4).toString("hex")}`;

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -8,13 +7,13 @@ import { connect, headers as natsHeaders } from "nats";
 import { SMTPServer } from "smtp-server";
 import { CHANNELS, ensureStreams, streamName } from "../../lib/channels";
 import { freePort, startNode, type NodeProcess } from "../helpers/node-process";
+import { natsServer, type NatsServer } from "../helpers/nats-server";
 import { createDatabases, query, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, startSystem, type HttpResult, type TestSystem } from "../helpers/system";
 
 // The faults issue 3 names, each against real parts: what the user sees, and that nothing is lost or
 // done twice. Emails are counted at a real SMTP server started here; rows in the real databases.
 
-const NATS_BIN = process.env.TEST_NATS_SERVER ?? "/usr/sbin/nats-server";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
@@ -182,61 +181,6 @@ describe("faults: the SMTP server is down during a charge", () => {
 
 // ---- 2–5. A cluster of two OS processes over a NATS server of its own ----
 
-interface NatsServer {
-	url: string;
-	port: number;
-	lines: string[];
-	start(): Promise<void>;
-	stop(): Promise<void>;
-	/** Stops it, stays down for `downMs`, starts it again on the same port and store. */
-	restart(downMs?: number): Promise<void>;
-}
-
-/** A nats-server with JetStream on its own port and store dir; restarts keep both. */
-function natsServer(port: number, storeDir: string): NatsServer {
-	const lines: string[] = [];
-	let proc: ChildProcess | undefined;
-	let exited: Promise<void> = Promise.resolve();
-	const running = () => !!proc && proc.exitCode === null && proc.signalCode === null;
-	const api = {
-		url: `nats://127.0.0.1:${port}`,
-		port,
-		lines,
-		async start() {
-			const p = spawn(NATS_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], { stdio: ["ignore", "pipe", "pipe"] });
-			proc = p;
-			exited = new Promise(r => p.once("exit", () => r()));
-			const collect = (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter(Boolean));
-			p.stdout!.on("data", collect);
-			p.stderr!.on("data", collect);
-			await waitFor(
-				"nats-server to answer JetStream requests",
-				async () => {
-					if (!running()) throw new Error("nats-server exited");
-					const nc = await connect({ servers: `127.0.0.1:${port}`, reconnect: false, timeout: 1000 });
-					try {
-						await (await nc.jetstreamManager()).getAccountInfo();
-						return true;
-					} finally {
-						await nc.close();
-					}
-				},
-				20000,
-				() => lines.slice(-20).join("\n")
-			);
-		},
-		async stop() {
-			if (running()) proc!.kill("SIGTERM");
-			await exited;
-		},
-		async restart(downMs = 0) {
-			await api.stop();
-			await sleep(downMs);
-			await api.start();
-		}
-	};
-	return api;
-}
 
 describe("faults: a cluster (payments node, notifications node) over its own NATS", () => {
 	const namespace = `tf${crypto.randomBytes(4).toString("hex")}`;
