@@ -254,11 +254,21 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		};
 		const rawText = ApiGateway.bodyParser.text({ limit: cfg.BODY_LIMIT_BYTES, type: () => true });
 		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
+		// One route middleware for the body (each `use` entry is a step of its own on every request): a request
+		// without a body gets `{}` as body-parser would give it; one with a body must be a JSON object.
+		const parseBody = (req: Req, res: Res, next: Next) => {
+			const length = req.headers["content-length"];
+			if (req.headers["transfer-encoding"] === undefined && (length === undefined || length === "0")) {
+				req.body ??= {};
+				return next();
+			}
+			requireJson(req, res, err => (err ? next(err) : json(req, res, (err2?: unknown) => (err2 ? next(err2) : requireObjectBody(req, res, next)))));
+		};
 		const api = {
 			mappingPolicy: "restrict",
 			autoAliases: false,
 			bodyParsers: false,
-			use: [rateLimited, requireJson, json, requireObjectBody],
+			use: [rateLimited, parseBody],
 			authentication: true,
 			callOptions: {},
 			onError(this: This, req: Req, res: Res, err: unknown) {
