@@ -6,7 +6,7 @@ import { outboxMixin, type OutboxMethods } from "../mixins/outbox.mixin";
 import { PAGE_PARAMS, requireOwnerOrStaff, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { config } from "../lib/config";
 import { failpoint } from "../lib/failpoints";
-import { badRequest, conflict, forbidden, isUniqueViolation, notFound, unprocessable } from "../lib/errors";
+import { badRequest, conflict, forbidden, notFound, unprocessable } from "../lib/errors";
 import type { AppMeta } from "../lib/types";
 import { CURRENCIES } from "./payments/currencies";
 import { defineModels, toPayment, type PaymentModels, type PaymentRow, type PaymentView } from "./payments/models";
@@ -15,7 +15,7 @@ import { beginIdempotent, completeIdempotent, fingerprint, forgetIdempotent, rel
 import { createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
 import { applyTarget, type Target } from "./payments/state";
 import { effectOf, verifyWebhook, type EventEffect } from "./payments/webhooks";
-import { candidates as reconcileCandidates, cleanup as cleanupPayments, reconcileOne, syncEvents as syncProviderEvents, type ReconcileHost } from "./payments/reconcile";
+import { candidates as reconcileCandidates, cleanup as cleanupPayments, ingestEvent, reconcileOne, syncEvents as syncProviderEvents, type ReconcileHost } from "./payments/reconcile";
 import { QueryTypes, type Model, type Transaction } from "sequelize";
 import { dayList, dayStart } from "../lib/days";
 
@@ -178,33 +178,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			async handler(this: This, ctx: Ctx<{ payload: string; signature: string }>) {
 				if (!this.webhookSecret) throw badRequest("webhooks are not configured");
 				const event = verifyWebhook(ctx.params.payload, ctx.params.signature, this.webhookSecret);
-				const effect = effectOf(event);
-				let pendingFor: string | null = null;
-				let written = 0;
-				await this.transaction(async t => {
-					const seen = await this.models.WebhookEvent.findByPk(event.id, { transaction: t, lock: t.LOCK.UPDATE });
-					if (seen) return;
-					const now = new Date();
-					const row = await this.models.WebhookEvent.create(
-						{ id: event.id, type: event.type, payment_intent: effect?.intentId ?? null, payload: ctx.params.payload, received_at: now, processed_at: effect ? null : now },
-						{ transaction: t }
-					);
-					if (!effect) return;
-					const payment = await this.lockPaymentForEvent(t, effect);
-					if (!payment) {
-						// Not ours yet: the charge that creates it has not committed. Applied when it does.
-						pendingFor = effect.intentId;
-						return;
-					}
-					written += await this.apply(t, payment, effect.target, ctx.requestID);
-					await row.update({ processed_at: now }, { transaction: t });
-				}).catch(async err => {
-					// The same event delivered twice at once: the other delivery recorded (and applied) it.
-					if (isUniqueViolation(err) && (await this.models.WebhookEvent.count({ where: { id: event.id } }))) return;
-					throw err;
-				});
-				if (written) this.kickOutbox();
-				if (pendingFor) await this.settlePending(pendingFor, ctx.requestID);
+				await ingestEvent(this as unknown as ReconcileHost, event, ctx.requestID ?? null, ctx.params.payload);
 				return { received: true };
 			}
 		},

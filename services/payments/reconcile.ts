@@ -121,8 +121,16 @@ export async function reconcileOne(host: ReconcileHost, id: string, requestId: s
 	return { id, fixed, mismatch: { id, was, provider: providerStatus, now: after.status, amount_refunded: Number(after.amount_refunded) } };
 }
 
-/** Stores and applies one provider event, as its webhook would have. True when it was new. */
-export async function ingestEvent(host: ReconcileHost, event: ProviderEvent, requestId: string | null): Promise<{ fresh: boolean; applied: boolean }> {
+/**
+ * Stores and applies one provider event: the webhook's path (with the raw body it was signed over as
+ * `payload`) and reconciliation's for events whose webhook never came. `fresh` when it was new.
+ */
+export async function ingestEvent(
+	host: ReconcileHost,
+	event: ProviderEvent,
+	requestId: string | null,
+	payload = JSON.stringify(event)
+): Promise<{ fresh: boolean; applied: boolean }> {
 	const effect = effectOf(event);
 	let pendingFor: string | null = null;
 	let written = 0;
@@ -134,20 +142,22 @@ export async function ingestEvent(host: ReconcileHost, event: ProviderEvent, req
 			fresh = true;
 			const now = new Date();
 			const row = await host.models.WebhookEvent.create(
-				{ id: event.id, type: event.type, payment_intent: effect?.intentId ?? null, payload: JSON.stringify(event), received_at: now, processed_at: effect ? null : now },
+				{ id: event.id, type: event.type, payment_intent: effect?.intentId ?? null, payload, received_at: now, processed_at: effect ? null : now },
 				{ transaction: t }
 			);
 			if (!effect) return;
 			const payment = await host.lockPaymentForEvent(t, effect);
 			if (!payment) {
+				// Not ours yet: the charge that creates it has not committed. Applied when it does.
 				pendingFor = effect.intentId;
 				return;
 			}
 			written += await host.apply(t, payment, effect.target, requestId);
 			await row.update({ processed_at: now }, { transaction: t });
 		})
-		.catch(err => {
-			if (isUniqueViolation(err)) return;
+		.catch(async err => {
+			// The same event delivered twice at once: the other delivery recorded (and applied) it.
+			if (isUniqueViolation(err) && (await host.models.WebhookEvent.count({ where: { id: event.id } }))) return;
 			throw err;
 		});
 	if (written) host.kickOutbox();
