@@ -72,21 +72,7 @@ function parseDetails(text: string): unknown {
 }
 
 export function toAuditView(r: AuditRow): AuditView {
-	return {
-		id: r.id,
-		seq: Number(r.seq),
-		at: new Date(r.at).toISOString(),
-		actor_id: r.actor_id ?? null,
-		actor_email: r.actor_email ?? null,
-		action: r.action,
-		target_type: r.target_type,
-		target_id: r.target_id ?? null,
-		request_id: r.request_id ?? null,
-		ip: r.ip ?? null,
-		details: parseDetails(r.details),
-		prev_hash: r.prev_hash,
-		hash: r.hash
-	};
+	return { id: r.id, ...content({ ...r, details: parseDetails(r.details) }), prev_hash: r.prev_hash, hash: r.hash };
 }
 
 /**
