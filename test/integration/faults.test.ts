@@ -8,6 +8,7 @@ import { SMTPServer } from "smtp-server";
 import { CHANNELS, ensureStreams, streamName } from "../../lib/channels";
 import { freePort, startNode, type NodeProcess } from "../helpers/node-process";
 import { natsServer, type NatsServer } from "../helpers/nats-server";
+import { waitFor } from "../helpers/wait";
 import { createDatabases, query, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, startSystem, type HttpResult, type TestSystem } from "../helpers/system";
 
@@ -16,22 +17,6 @@ import { http, registerAndLogin, startSystem, type HttpResult, type TestSystem }
 
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
-/** Polls until `fn` gives a truthy value; the deadline is only a safety net, never an assertion on time. */
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30000, diag: () => string = () => ""): Promise<NonNullable<T>> {
-	const end = Date.now() + timeoutMs;
-	let last: unknown;
-	for (;;) {
-		try {
-			const v = await fn();
-			if (v) return v as NonNullable<T>;
-		} catch (err) {
-			last = err;
-		}
-		if (Date.now() > end) throw new Error(`gave up waiting for ${what}${last ? `: ${(last as Error).message}` : ""}\n${diag()}`);
-		await sleep(100);
-	}
-}
 
 const rid = (name: string) => `fault:${name}.${crypto.randomBytes(3).toString("hex")}`;
 
@@ -154,17 +139,17 @@ describe("faults: the SMTP server is down during a charge", () => {
 			);
 		};
 		// The customer sees the receipt failed, tried more than once.
-		const failed = await waitFor("the receipt to show failed after retries", async () => {
+		const failed = await waitFor(async () => {
 			const r = await receiptOf();
 			return r?.status === "failed" && r.attempts >= 2 ? r : undefined;
-		});
+		}, "the receipt to show failed after retries", 30000);
 		expect(failed).toMatchObject({ channel: "email", to: user.email, sent_at: null });
 
 		smtp = await startSmtp(smtpPort);
-		const sent = await waitFor("the receipt marked sent", async () => {
+		const sent = await waitFor(async () => {
 			const r = await receiptOf();
 			return r?.status === "sent" ? r : undefined;
-		});
+		}, "the receipt marked sent", 30000);
 		expect(sent.attempts).toBeGreaterThan(failed.attempts);
 		const receipts = byRequest(smtp.accepted, requestId);
 		expect(receipts).toHaveLength(1);
@@ -220,7 +205,7 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 	const startN = () => (nodeN = start(envN));
 	/** Ready: the gateway on P answers, and auth, users, payments and notifications (on N) all answer it. */
 	const waitReady = () =>
-		waitFor("the cluster to be ready", async () => (await fetch(`${url}/health/ready`)).status === 200, 60000, diag);
+		waitFor(async () => (await fetch(`${url}/health/ready`)).status === 200, "the cluster to be ready", 60000, diag);
 	/** Both nodes running and ready (a test that left one down does not break the next). */
 	const clusterUp = async () => {
 		if (!alive(nodeN)) startN();
@@ -240,13 +225,13 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 		]);
 	/** Waits for one receipt email of a request and its delivery marked sent; returns the delivery. */
 	const receiptSent = async (requestId: string, what: string) => {
-		await waitFor(what, () => byRequest(smtp.accepted, requestId).length > 0, 60000, diag);
+		await waitFor(() => byRequest(smtp.accepted, requestId).length > 0, what, 60000, diag);
 		const [d] = await waitFor(
-			`${what}: its delivery marked sent`,
 			async () => {
 				const rows = (await deliveriesOf(requestId)).filter(r => r.channel === "email");
 				return rows.length && rows.every(r => r.status === "sent") ? rows : undefined;
 			},
+			`${what}: its delivery marked sent`,
 			30000,
 			diag
 		);
@@ -316,7 +301,7 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 	it("2. the notification node killed (kill -9) in the middle of sending a receipt: after its restart, exactly one receipt", async () => {
 		await clusterUp();
 		const { user, token } = await registerAndLogin(url);
-		await waitFor("the welcome email (the notification node works)", () => smtp.accepted.some(m => m.to.includes(user.email)), 60000, diag);
+		await waitFor(() => smtp.accepted.some(m => m.to.includes(user.email)), "the welcome email (the notification node works)", 60000, diag);
 
 		const requestId = rid("kill-n");
 		const victim = nodeN!;
@@ -356,8 +341,8 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 		expect(res.status).toBe(201);
 		// The event is in the stream (the outbox row published), and nobody has delivered it.
 		await waitFor(
-			"the outbox row relayed to NATS",
 			async () => (await query<{ published_at: Date | null }>(paymentsDb(), "SELECT published_at FROM outbox WHERE request_id = $1", [requestId]))[0]?.published_at,
+			"the outbox row relayed to NATS",
 			30000,
 			diag
 		);
@@ -409,17 +394,17 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 		expect(outcomes.length).toBeGreaterThanOrEqual(20);
 
 		await waitFor(
-			"a receipt for every charge",
 			() => outcomes.every(o => byRequest(smtp.accepted, o.requestId).length > 0),
+			"a receipt for every charge",
 			90000,
 			() => `missing: ${outcomes.filter(o => !byRequest(smtp.accepted, o.requestId).length).map(o => o.requestId).join(", ")}\n${diag()}`
 		);
 		await waitFor(
-			"every receipt delivery marked sent",
 			async () => {
 				const rows = await query<{ n: string }>(notificationsDb(), "SELECT count(*) AS n FROM deliveries WHERE user_id = $1 AND template = 'receipt' AND status = 'sent'", [user.id]);
 				return Number(rows[0].n) === outcomes.length;
 			},
+			"every receipt delivery marked sent",
 			30000,
 			diag
 		);
@@ -515,21 +500,21 @@ describe("faults: a cluster (payments node, notifications node) over its own NAT
 			for (let i = 0; i < 5; i++) await send(envelope, requestId, `${eventId}:${i}`);
 			expect((await jsm.streams.info(stream)).state.messages - before).toBe(5);
 
-			await waitFor("the receipt email", () => byRequest(smtp.accepted, requestId).length > 0, 60000, diag);
-			await waitFor("the receipt SMS", () => smsOf(requestId).length > 0, 60000, diag);
+			await waitFor(() => byRequest(smtp.accepted, requestId).length > 0, "the receipt email", 60000, diag);
+			await waitFor(() => smsOf(requestId).length > 0, "the receipt SMS", 60000, diag);
 			await waitFor(
-				"both deliveries marked sent",
 				async () => {
 					const rows = await deliveriesOf(requestId);
 					return rows.length === 2 && rows.every(r => r.status === "sent");
 				},
+				"both deliveries marked sent",
 				30000,
 				diag
 			);
 			// A later event for the same user, through the same stream: once it is in, the copies have long had their turn.
 			const laterId = rid("dup-later");
 			await send(event(crypto.randomUUID(), "R-FAULT-5B"), laterId, crypto.randomUUID());
-			await waitFor("the later receipt", () => byRequest(smtp.accepted, laterId).length > 0 && smsOf(laterId).length > 0, 60000, diag);
+			await waitFor(() => byRequest(smtp.accepted, laterId).length > 0 && smsOf(laterId).length > 0, "the later receipt", 60000, diag);
 
 			const mails = byRequest(smtp.accepted, requestId);
 			expect(mails).toHaveLength(1);
