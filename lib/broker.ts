@@ -2,6 +2,7 @@ import os from "node:os";
 import { format } from "node:util";
 import pino from "pino";
 import { Errors, type BrokerOptions, type Context, type Middleware, type ServiceBroker } from "moleculer";
+import { bulkhead } from "./bulkhead";
 import { channelsMiddleware } from "./channels";
 import { healthServer } from "./health-server";
 import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from "./outages";
@@ -97,8 +98,9 @@ export const DrainBeforeStop = {
 	}
 } as unknown as Middleware;
 
-/** Moleculer's internal middlewares before Metrics (service-broker.js INTERNAL_MIDDLEWARES), by name. */
-const INTERNAL_MIDDLEWARES = ["ActionHook", "Validator", "Bulkhead", "Cacher", "ContextTracker", "CircuitBreaker", "Timeout", "Retry", "Fallback", "ErrorHandler", "Tracing"];
+/** Moleculer's internal middlewares before Metrics (service-broker.js INTERNAL_MIDDLEWARES), by name; its Bulkhead is replaced by a lean one. */
+const BEFORE_BULKHEAD = ["ActionHook", "Validator"];
+const AFTER_BULKHEAD = ["Cacher", "ContextTracker", "CircuitBreaker", "Timeout", "Retry", "Fallback", "ErrorHandler", "Tracing"];
 
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
@@ -149,8 +151,8 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
 		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		// Ours first, then Moleculer's internal ones as it orders them, with its Metrics replaced by a lean one
-		// (request-metrics.ts says why).
+		// Ours first, then Moleculer's internal ones as it orders them, with its Bulkhead and Metrics replaced by
+		// lean ones (live-metrics.ts says why).
 		internalMiddlewares: false,
 		middlewares: [
 			channelsMiddleware(cfg),
@@ -161,7 +163,9 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			DrainBeforeStop,
 			FailFastWhileDisconnected,
 			DatabaseUnavailable,
-			...INTERNAL_MIDDLEWARES,
+			...BEFORE_BULKHEAD,
+			bulkhead(),
+			...AFTER_BULKHEAD,
 			requestMetrics(),
 			"Debounce",
 			"Throttle",

@@ -94,9 +94,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
 
 	actions: {
-		// moleculer-web runs every HTTP request through its `rest` action: no bulkhead around it (each action it
-		// calls has its own), one wrapper less on every request.
-		rest: { bulkhead: { enabled: false } }
+		// moleculer-web runs every HTTP request through its `rest` action. No bulkhead around it (each action it
+		// calls has its own), and no circuit breaker: one failing service would open it for the whole API.
+		rest: { bulkhead: { enabled: false }, circuitBreaker: { enabled: false } }
 	},
 
 	settings: {

@@ -1,0 +1,169 @@
+import { Errors, ServiceBroker, type Context } from "moleculer";
+import { bulkhead } from "../../lib/bulkhead";
+import { Rate } from "../../lib/live-metrics";
+import { requestMetrics } from "../../lib/request-metrics";
+import { freePort } from "../helpers/node-process";
+
+/** Request metrics and the bulkhead keep their counts in plain numbers; what reporters read must be what Moleculer's own gave. */
+
+type Snapshot = { name: string; values: Array<Record<string, any>> };
+const list = (broker: ServiceBroker, name: string) =>
+	broker.call<Snapshot[], object>("$node.metrics", { includes: [name] }).then(all => all.find(m => m.name === name)?.values ?? []);
+
+describe("request metrics", () => {
+	let broker: ServiceBroker;
+	let port: number;
+
+	beforeAll(async () => {
+		port = await freePort();
+		broker = new ServiceBroker({
+			logger: false,
+			internalMiddlewares: false,
+			middlewares: ["ErrorHandler", requestMetrics()] as never,
+			metrics: { enabled: true, reporter: [{ type: "Prometheus", options: { port, path: "/metrics" } }] }
+		});
+		broker.createService({
+			name: "m",
+			actions: {
+				ok: (ctx: Context<{ ms: number }>) => new Promise(r => setTimeout(() => r("ok"), ctx.params.ms)),
+				fail: () => Promise.reject(new Errors.MoleculerClientError("nope", 422, "UNPROCESSABLE"))
+			}
+		});
+		broker.createService({
+			name: "caller",
+			actions: {
+				relay: (ctx: Context) => ctx.call("m.ok", { ms: 1 }),
+				// The same action through the service's own wrapper (`this.actions`), which Moleculer wraps separately.
+				self(this: { actions: Record<string, (p: object) => Promise<unknown>> }) {
+					return this.actions.relay({});
+				}
+			}
+		});
+		await broker.start();
+	});
+	afterAll(() => broker.stop());
+
+	it("counts calls by action and caller, with cumulative buckets and quantiles, and errors by code", async () => {
+		for (const ms of [1, 1, 1, 30]) await broker.call("m.ok", { ms });
+		await broker.call("caller.relay");
+		await broker.call("caller.self");
+		await expect(broker.call("m.fail")).rejects.toThrow("nope");
+
+		const totals = await list(broker, "moleculer.request.total");
+		const direct = totals.find(v => v.labels.action === "m.ok" && v.labels.caller === null);
+		const relayed = totals.find(v => v.labels.action === "m.ok" && v.labels.caller === "caller");
+		expect(direct).toMatchObject({ value: 4, labels: { service: "m", type: "local" } });
+		expect(relayed).toMatchObject({ value: 2 });
+		// One series per label set, however many wrappers counted it.
+		const keys = totals.map(v => v.key);
+		expect(new Set(keys).size).toBe(keys.length);
+		expect(totals.filter(v => v.labels.action === "caller.relay")).toHaveLength(1);
+		expect(totals.find(v => v.labels.action === "caller.relay")).toMatchObject({ value: 2 });
+
+		const times = await list(broker, "moleculer.request.time");
+		const t = times.find(v => v.labels.action === "m.ok" && v.labels.caller === null)!;
+		expect(t.count).toBe(4);
+		expect(t.sum).toBeGreaterThanOrEqual(30);
+		// Cumulative: every bound counts what is at or below it; the slow call is only under the larger bounds.
+		const bounds = Object.keys(t.buckets).map(Number).sort((a, b) => a - b);
+		for (let i = 1; i < bounds.length; i++) expect(t.buckets[bounds[i]]).toBeGreaterThanOrEqual(t.buckets[bounds[i - 1]]);
+		expect(t.buckets[bounds[bounds.length - 1]]).toBe(4);
+		expect(t.max).toBeGreaterThanOrEqual(30);
+		expect(t.quantiles["0.5"]).toBeLessThan(30);
+		expect(t.quantiles["0.99"]).toBe(t.max);
+
+		const errors = await list(broker, "moleculer.request.error.total");
+		expect(errors.find(v => v.labels.action === "m.fail")).toMatchObject({ value: 1, labels: { errorCode: 422, errorType: "UNPROCESSABLE" } });
+	});
+
+	it("shows the same series to Prometheus", async () => {
+		const text = await fetch(`http://127.0.0.1:${port}/metrics`).then(r => r.text());
+		expect(text).toMatch(/moleculer_request_total\{[^}]*action="m\.ok"[^}]*\} [1-9]/);
+		expect(text).toMatch(/moleculer_request_time_bucket\{[^}]*action="m\.ok"[^}]*le="\+Inf"[^}]*\} [1-9]/);
+		expect(text).toMatch(/moleculer_request_time\{[^}]*action="m\.ok"[^}]*quantile="0\.99"[^}]*\} [0-9.]+/);
+		expect(text).toMatch(/moleculer_request_time_count\{[^}]*action="m\.ok"/);
+	});
+
+	it("keeps a per-minute rate the way Moleculer computes it", () => {
+		const rate = new Rate();
+		const t0 = Date.now();
+		rate.tick(0, t0);
+		rate.tick(50, t0 + 5000); // 10/s = 600/min: half-way from 0
+		expect(rate.rate).toBeCloseTo(300);
+		rate.tick(100, t0 + 10000);
+		expect(rate.rate).toBeCloseTo(450);
+	});
+});
+
+describe("bulkhead", () => {
+	let broker: ServiceBroker;
+	const gates: Array<() => void> = [];
+	const seen: string[] = [];
+
+	beforeAll(async () => {
+		broker = new ServiceBroker({
+			logger: false,
+			internalMiddlewares: false,
+			middlewares: [bulkhead()] as never,
+			bulkhead: { enabled: true, concurrency: 2, maxQueueSize: 1 },
+			metrics: { enabled: true }
+		});
+		broker.createService({
+			name: "b",
+			actions: {
+				slow: (ctx: Context<{ id: string }>) => new Promise(r => gates.push(() => r(ctx.params.id))),
+				free: { bulkhead: { enabled: false }, handler: (ctx: Context<{ id: string }>) => new Promise(r => gates.push(() => r(ctx.params.id))) },
+				boom: () => Promise.reject(new Error("boom"))
+			},
+			events: {
+				"b.seen"(ctx: Context<{ id: string }>) {
+					seen.push(ctx.params.id);
+				}
+			}
+		});
+		await broker.start();
+	});
+	afterAll(() => broker.stop());
+
+	const gauge = async (name: string, action: string) => (await list(broker, name)).find(v => v.labels.action === action)?.value;
+	const tick = () => new Promise(r => setImmediate(r));
+
+	it("runs at most `concurrency` calls at once, queues up to `maxQueueSize`, and refuses the rest", async () => {
+		const calls = ["1", "2", "3"].map(id => broker.call("b.slow", { id }));
+		await tick();
+		expect(gates).toHaveLength(2);
+		expect(await gauge("moleculer.request.bulkhead.inflight", "b.slow")).toBe(2);
+		expect(await gauge("moleculer.request.bulkhead.queue.size", "b.slow")).toBe(1);
+
+		const refused = await broker.call("b.slow", { id: "4" }).catch((e: unknown) => e);
+		expect(refused).toBeInstanceOf(Errors.QueueIsFullError);
+		expect(refused).toMatchObject({ code: 429, retryable: true });
+
+		// A finished call lets the queued one in, in order.
+		gates.shift()!();
+		await tick();
+		expect(gates).toHaveLength(2);
+		gates.splice(0).forEach(open => open());
+		expect(await Promise.all(calls)).toEqual(["1", "2", "3"]);
+		expect(await gauge("moleculer.request.bulkhead.inflight", "b.slow")).toBe(0);
+		expect(await gauge("moleculer.request.bulkhead.queue.size", "b.slow")).toBe(0);
+	});
+
+	it("frees its slot when a call fails", async () => {
+		for (let i = 0; i < 4; i++) await expect(broker.call("b.boom")).rejects.toThrow("boom");
+		expect(await gauge("moleculer.request.bulkhead.inflight", "b.boom")).toBe(0);
+	});
+
+	it("leaves an action alone that turns it off, and limits event handlers too", async () => {
+		const calls = ["a", "b", "c", "d"].map(id => broker.call("b.free", { id }));
+		await tick();
+		expect(gates).toHaveLength(4);
+		gates.splice(0).forEach(open => open());
+		expect(await Promise.all(calls)).toEqual(["a", "b", "c", "d"]);
+
+		broker.emit("b.seen", { id: "e1" });
+		await tick();
+		expect(seen).toEqual(["e1"]);
+		expect((await list(broker, "moleculer.event.bulkhead.inflight")).find(v => v.labels.event === "b.seen")).toMatchObject({ value: 0 });
+	});
+});
