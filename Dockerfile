@@ -53,4 +53,4 @@ EXPOSE 8000 9000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 	CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.HEALTH_PORT+'/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node itself is PID 1 and handles SIGTERM (Moleculer drains, then exits); no npm in between.
-CMD ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "dist/services"]
+CMD ["node", "--experimental-async-context-frame", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "dist/services"]

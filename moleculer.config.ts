@@ -2,6 +2,7 @@ import path from "node:path";
 import type { BrokerOptions } from "moleculer";
 import { brokerOptions } from "./lib/broker";
 import { config, ConfigError } from "./lib/config";
+import { hasNodeFlags, NODE_FLAGS } from "./lib/node-flags";
 
 /** Configuration for `moleculer-runner`: everything comes from the environment, validated here. */
 function load(): BrokerOptions {
@@ -31,6 +32,9 @@ function serviceFiles(list: string): string {
 }
 
 const options = load();
+if (!hasNodeFlags()) {
+	process.emitWarning(`started without ${NODE_FLAGS.join(" ")}: every request costs more CPU (lib/node-flags.ts); use npm start or the Dockerfile's command`);
+}
 if (process.env.SERVICES) process.env.SERVICES = serviceFiles(process.env.SERVICES);
 
 export = options;

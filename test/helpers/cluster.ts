@@ -31,6 +31,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
+import { NODE_FLAGS } from "../../lib/node-flags";
 import { collectLines, freePort, ROOT } from "./node-process";
 import { createDatabases, type TestDatabases } from "./pg";
 import { smtpUrl, startSmtp, type Smtp } from "./smtp";
@@ -139,7 +140,7 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 export const listenPort = freePort;
 
 function spawnNode(name: string, services: string[], env: Record<string, string>, url: string | undefined): ClusterNode {
-	const proc = spawn(process.execPath, [RUNNER, "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {
+	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {
 		cwd: ROOT,
 		// Only what the node is given: nothing leaks in from the test runner's environment.
 		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env },

@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { DCLinter } from "dclint";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
+import { hasNodeFlags, NODE_FLAGS } from "../../lib/node-flags";
 import { parse } from "yaml";
 import { CONFIG_VARIABLES, DB_SERVICES, loadConfig } from "../../lib/config";
 
@@ -109,7 +110,22 @@ describe("Dockerfile", () => {
 		}
 		const cmd = inRuntime("CMD");
 		expect(cmd).toHaveLength(1);
-		expect(JSON.parse(args(cmd[0]))).toEqual(["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "dist/services"]);
+		expect(JSON.parse(args(cmd[0]))).toEqual(["node", ...NODE_FLAGS, "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "dist/services"]);
+	});
+});
+
+describe("Node flags (lib/node-flags.ts)", () => {
+	it("every start command runs the runner with them", () => {
+		const scripts = JSON.parse(read("package.json")).scripts as Record<string, string>;
+		for (const name of ["start", "repl"]) expect(scripts[name]).toContain(`node ${NODE_FLAGS.join(" ")} node_modules/moleculer/bin/moleculer-runner.js`);
+		expect(scripts.dev).toContain(`tsx ${NODE_FLAGS.join(" ")} node_modules/moleculer/bin/moleculer-runner.js`);
+	});
+
+	it("are seen on the command line or in NODE_OPTIONS, and not needed from Node 24", () => {
+		expect(hasNodeFlags([], "", 22)).toBe(false);
+		expect(hasNodeFlags(NODE_FLAGS, "", 22)).toBe(true);
+		expect(hasNodeFlags([], `--max-old-space-size=256 ${NODE_FLAGS.join(" ")}`, 22)).toBe(true);
+		expect(hasNodeFlags([], "", 24)).toBe(true);
 	});
 });
 
