@@ -31,7 +31,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
-import { NODE_FLAGS } from "../../lib/node-flags";
+import { NODE_FLAGS, nodeOptionsFor } from "../../lib/node-flags";
 import { collectLines, freePort, ROOT } from "./node-process";
 import { createDatabases, type TestDatabases } from "./pg";
 import { smtpUrl, startSmtp, type Smtp } from "./smtp";
@@ -143,7 +143,7 @@ function spawnNode(name: string, services: string[], env: Record<string, string>
 	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {
 		cwd: ROOT,
 		// Only what the node is given: nothing leaks in from the test runner's environment.
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env },
+		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env, NODE_OPTIONS: nodeOptionsFor(env) },
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
-import { NODE_FLAGS } from "../../lib/node-flags";
+import { NODE_FLAGS, nodeOptionsFor } from "../../lib/node-flags";
 import { freePort, ROOT } from "../helpers/node-process";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, type HttpResult } from "../helpers/system";
@@ -33,7 +33,7 @@ interface NodeProc {
 function startNode(name: string, env: Record<string, string>): NodeProc {
 	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", path.join(BUILD, "moleculer.config.js"), path.join(BUILD, "services")], {
 		cwd: ROOT,
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env },
+		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env, NODE_OPTIONS: nodeOptionsFor(env) },
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];

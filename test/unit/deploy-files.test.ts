@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { DCLinter } from "dclint";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
-import { hasNodeFlags, NODE_FLAGS } from "../../lib/node-flags";
+import { hasNodeFlags, NODE_FLAGS, nodeOptionsFor, SERVICE_NODE_OPTIONS } from "../../lib/node-flags";
 import { parse } from "yaml";
 import { CONFIG_VARIABLES, DB_SERVICES, loadConfig } from "../../lib/config";
 
@@ -127,6 +127,12 @@ describe("Node flags (lib/node-flags.ts)", () => {
 		expect(hasNodeFlags([], `--max-old-space-size=256 ${NODE_FLAGS.join(" ")}`, 22)).toBe(true);
 		expect(hasNodeFlags([], "", 24)).toBe(true);
 	});
+
+	it("give a node that runs a subset of services its sized heap, and leave the embedded default and explicit NODE_OPTIONS alone", () => {
+		expect(nodeOptionsFor({ SERVICES: "api" })).toBe(SERVICE_NODE_OPTIONS);
+		expect(nodeOptionsFor({})).toBeUndefined();
+		expect(nodeOptionsFor({ SERVICES: "api", NODE_OPTIONS: "--max-old-space-size=512" })).toBe("--max-old-space-size=512");
+	});
 });
 
 describe("docker-compose.yml", () => {
@@ -208,7 +214,7 @@ describe("docker-compose.yml", () => {
 	});
 
 	it("every node's environment is real configuration, complete enough for the node to start in the cluster", () => {
-		const allowed = new Set([...CONFIG_VARIABLES, "SERVICES", ...DB_URLS]);
+		const allowed = new Set([...CONFIG_VARIABLES, "SERVICES", "NODE_OPTIONS", ...DB_URLS]);
 		const created = [...read("deploy/postgres/init-databases.sql").matchAll(/CREATE DATABASE (\w+);/g)].map(m => m[1]);
 		expect(created.sort()).toEqual(DB_SERVICES.map(s => `${s}_db`).sort());
 		for (const [name, s] of nodes) {
@@ -234,6 +240,8 @@ describe("docker-compose.yml", () => {
 			const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS } = loadConfig(env);
 			expect(parseInt(s.stop_grace_period, 10) * 1000).toBeGreaterThan(SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + 5000);
 			expect(s.ports).toBeUndefined();
+			// One service per container: the heap the code's own cluster and benchmark give such a node.
+			expect([name, s.environment.NODE_OPTIONS]).toEqual([name, SERVICE_NODE_OPTIONS]);
 		}
 	});
 

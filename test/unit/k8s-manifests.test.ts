@@ -9,6 +9,7 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { Ingress } from "kubernetes-models/networking.k8s.io/v1";
 import type { Container, PodSpec, Probe } from "kubernetes-types/core/v1";
 import { CONFIG_VARIABLES, DB_SERVICES, loadConfig } from "../../lib/config";
+import { SERVICE_NODE_OPTIONS } from "../../lib/node-flags";
 
 /**
  * The Kubernetes manifests (k8s/), checked offline: every object against the Kubernetes OpenAPI schemas
@@ -252,8 +253,10 @@ describe("k8s manifests", () => {
 	});
 
 	it("every node's environment is real configuration that the node accepts, from app-config and app-secrets", () => {
-		const allowed = new Set([...CONFIG_VARIABLES, "SERVICES", ...DB_SERVICES.map(s => `${s.toUpperCase()}_DATABASE_URL`)]);
+		const allowed = new Set([...CONFIG_VARIABLES, "SERVICES", "NODE_OPTIONS", ...DB_SERVICES.map(s => `${s.toUpperCase()}_DATABASE_URL`)]);
 		expect(Object.keys(configMap.data).filter(k => !allowed.has(k))).toEqual([]);
+		// One service per pod: the heap the code's own cluster and benchmark give such a node.
+		expect(configMap.data.NODE_OPTIONS).toBe(SERVICE_NODE_OPTIONS);
 		expect(Object.keys(secret.stringData).filter(k => !allowed.has(k))).toEqual([]);
 		for (const d of nodes) {
 			for (const c of [nodeContainer(d), ...(d.spec.template.spec.initContainers ?? [])] as Container[]) {
