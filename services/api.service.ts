@@ -111,9 +111,11 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			res.setHeader("X-Frame-Options", "DENY");
 		},
 		log4XXResponses: false,
-		logRequest: "debug",
-		// Access lines at debug: a line per read at info would cost the hot paths. Writes get one info line (onAfterCall).
-		logResponse: "debug",
+		// Access lines at debug: a line per read at info would cost the hot paths. Writes get one info line
+		// (onAfterCall). Set in created(): off unless LOG_LEVEL is debug or trace, since moleculer-web builds
+		// (and colours) each line before the logger can drop it.
+		logRequest: null,
+		logResponse: null,
 		logRequestParams: null,
 		logResponseData: null,
 		// Routes are added in created(): they need this node's limiter and token cache.
@@ -277,6 +279,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		};
 
 		this.settings.port = cfg.PORT;
+		const accessLines = cfg.LOG_LEVEL === "debug" || cfg.LOG_LEVEL === "trace" ? "debug" : null;
+		this.settings.logRequest = accessLines;
+		this.settings.logResponse = accessLines;
 		const routes = [
 			{
 				...api,
