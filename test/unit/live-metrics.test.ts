@@ -44,7 +44,8 @@ describe("request metrics", () => {
 	afterAll(() => broker.stop());
 
 	it("counts calls by action and caller, with cumulative buckets and quantiles, and errors by code", async () => {
-		for (const ms of [1, 1, 1, 30]) await broker.call("m.ok", { ms });
+		// A timer may fire a little before performance.now() says its time is up: the slow call takes 40 ms, checked against 35.
+		for (const ms of [1, 1, 1, 40]) await broker.call("m.ok", { ms });
 		await broker.call("caller.relay");
 		await broker.call("caller.self");
 		await expect(broker.call("m.fail")).rejects.toThrow("nope");
@@ -63,13 +64,13 @@ describe("request metrics", () => {
 		const times = await list(broker, "moleculer.request.time");
 		const t = times.find(v => v.labels.action === "m.ok" && v.labels.caller === null)!;
 		expect(t.count).toBe(4);
-		expect(t.sum).toBeGreaterThanOrEqual(30);
+		expect(t.sum).toBeGreaterThanOrEqual(35);
 		// Cumulative: every bound counts what is at or below it; the slow call is only under the larger bounds.
 		const bounds = Object.keys(t.buckets).map(Number).sort((a, b) => a - b);
 		for (let i = 1; i < bounds.length; i++) expect(t.buckets[bounds[i]]).toBeGreaterThanOrEqual(t.buckets[bounds[i - 1]]);
 		expect(t.buckets[bounds[bounds.length - 1]]).toBe(4);
-		expect(t.max).toBeGreaterThanOrEqual(30);
-		expect(t.quantiles["0.5"]).toBeLessThan(30);
+		expect(t.max).toBeGreaterThanOrEqual(35);
+		expect(t.quantiles["0.5"]).toBeLessThan(35);
 		expect(t.quantiles["0.99"]).toBe(t.max);
 
 		const errors = await list(broker, "moleculer.request.error.total");
