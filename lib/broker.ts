@@ -9,6 +9,7 @@ import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from 
 import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 import { eventLoopLagMetrics } from "./process-metrics";
+import { natsBatching } from "./nats-batching";
 import { requestMetrics } from "./request-metrics";
 import { tracingOptions } from "./tracing";
 
@@ -104,6 +105,7 @@ const AFTER_BULKHEAD = ["Cacher", "ContextTracker", "CircuitBreaker", "Timeout",
 
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
+	if (cfg.TRANSPORTER && !natsBatching()) process.emitWarning("NATS writes are not batched per event-loop turn: nats.js is not the version lib/nats-batching.ts was written for");
 	return {
 		namespace: cfg.NAMESPACE,
 		nodeID: nodeId(cfg, env),
