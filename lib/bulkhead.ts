@@ -29,8 +29,9 @@ export function bulkhead(): Middleware {
 	function wrap(kind: "action" | "event", handler: Handler, def: { name: string; bulkhead?: Opts; service?: { fullName: string } }): Handler {
 		const opts: Opts = { ...(broker?.options.bulkhead as Opts | undefined), ...def.bulkhead };
 		if (!opts.enabled) return handler;
-		const limit = opts.concurrency ?? 3;
-		const maxQueue = opts.maxQueueSize ?? 0;
+		// Moleculer's defaults (service-broker.js), should the broker options lack them.
+		const limit = opts.concurrency ?? 10;
+		const maxQueue = opts.maxQueueSize ?? 100;
 		const service = def.service?.fullName ?? "";
 		const key = `${service}\u0000${def.name}`;
 		let state = states[kind].get(key);
@@ -39,7 +40,14 @@ export function bulkhead(): Middleware {
 
 		const run = (ctx: Context, h: Handler): Promise<unknown> => {
 			s.inFlight++;
-			return h(ctx).finally(() => {
+			let p: Promise<unknown>;
+			try {
+				p = Promise.resolve(h(ctx));
+			} catch (err) {
+				// A handler that throws instead of rejecting must free its slot too.
+				p = Promise.reject(err);
+			}
+			return p.finally(() => {
 				s.inFlight--;
 				const item = s.queue.shift();
 				if (item) run(item.ctx, item.handler).then(item.resolve, item.reject);

@@ -114,7 +114,11 @@ describe("bulkhead", () => {
 			actions: {
 				slow: (ctx: Context<{ id: string }>) => new Promise(r => gates.push(() => r(ctx.params.id))),
 				free: { bulkhead: { enabled: false }, handler: (ctx: Context<{ id: string }>) => new Promise(r => gates.push(() => r(ctx.params.id))) },
-				boom: () => Promise.reject(new Error("boom"))
+				boom: () => Promise.reject(new Error("boom")),
+				// Throws instead of rejecting (a handler that is not async).
+				sync: () => {
+					throw new Error("sync boom");
+				}
 			},
 			events: {
 				"b.seen"(ctx: Context<{ id: string }>) {
@@ -150,9 +154,11 @@ describe("bulkhead", () => {
 		expect(await gauge("moleculer.request.bulkhead.queue.size", "b.slow")).toBe(0);
 	});
 
-	it("frees its slot when a call fails", async () => {
+	it("frees its slot when a call fails or its handler throws", async () => {
 		for (let i = 0; i < 4; i++) await expect(broker.call("b.boom")).rejects.toThrow("boom");
 		expect(await gauge("moleculer.request.bulkhead.inflight", "b.boom")).toBe(0);
+		for (let i = 0; i < 4; i++) await expect(broker.call("b.sync")).rejects.toThrow("sync boom");
+		expect(await gauge("moleculer.request.bulkhead.inflight", "b.sync")).toBe(0);
 	});
 
 	it("leaves an action alone that turns it off, and limits event handlers too", async () => {
