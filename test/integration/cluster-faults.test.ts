@@ -365,11 +365,9 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 		// The killed node comes back (a new process, as a restarted pod would): found, and given work again.
 		const restarted = await nodes.restart("users-b");
 		await nodes.ready("users-b");
-		const restartedServed = await waitFor(
-			async () => {
-				const n = await served("users-b").catch(() => 0);
-				return n >= 20 ? n : 0;
-			},
+		// Served at least 20 calls: waitFor fails the test otherwise.
+		await waitFor(
+			async () => (await served("users-b").catch(() => 0)) >= 20,
 			"the restarted users node to serve users.me",
 			60000
 		);
@@ -387,7 +385,6 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 		expect(afterDetection.length).toBeGreaterThan(0);
 		expect(afterDetection.filter(o => o.status !== 200)).toEqual([]);
 		expect(survivorAfter).toBeGreaterThan(survivorBefore);
-		expect(restartedServed).toBeGreaterThanOrEqual(20);
 		expect(alive(restarted)).toBe(true);
 	}, 240000);
 
@@ -597,7 +594,6 @@ describe("cluster faults: NATS restarted during a stream of charges (gateway, pa
 			if (again.headers.get("idempotent-replayed") === "true") replayed++;
 			c.paymentId = again.body.id;
 		}
-		console.log(["gw", "payments"].flatMap(n => nodes.get(n).lines.filter(l => /NATS connection/.test(l)).map(l => `${n} ${new Date(String(parseLog(l).time)).getTime() - stoppedAt} ${parseLog(l).msg}`)).join("\n"));
 		console.log(`NATS restart: ${charges.filter(c => c.status !== 201).length} retried, of which ${replayed} had been charged already (the answer replayed)`);
 
 		// One payment per charge, every one succeeded: nothing charged twice, nothing lost.
@@ -715,6 +711,5 @@ describe("cluster faults: PostgreSQL restarted under the users node", () => {
 		expect((await request(url, "GET", "/api/v1/users/me", { token })).body).toMatchObject({ name: "After the outage" });
 		// The same process all along.
 		expect(alive(users)).toBe(true);
-		expect(nodes.all).toHaveLength(2);
 	}, 120000);
 });
