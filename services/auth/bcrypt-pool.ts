@@ -44,7 +44,10 @@ export class BcryptPool {
 	private readonly queue: Job[] = [];
 	private readonly code = WORKER_CODE(require.resolve("bcrypt"));
 
-	constructor(private readonly size = Math.max(1, os.availableParallelism())) {}
+	constructor(
+		private readonly size = Math.max(1, os.availableParallelism()),
+		private readonly idleMs = IDLE_MS
+	) {}
 
 	hash(password: string, cost: number): Promise<string> {
 		return this.run("hash", password, cost) as Promise<string>;
@@ -80,6 +83,11 @@ export class BcryptPool {
 		}
 	}
 
+	private remove(slot: Slot): void {
+		const i = this.slots.indexOf(slot);
+		if (i >= 0) this.slots.splice(i, 1);
+	}
+
 	private spawn(): Slot {
 		const slot: Slot = { worker: new Worker(this.code, { eval: true }) };
 		slot.worker.on("message", (msg: { ok?: unknown; error?: string }) => {
@@ -90,14 +98,17 @@ export class BcryptPool {
 			this.pump();
 			if (!slot.job) {
 				slot.worker.unref();
-				slot.idle = setTimeout(() => void slot.worker.terminate(), IDLE_MS).unref();
+				// Out of the pool before it ends, so no job is handed to a worker on its way out.
+				slot.idle = setTimeout(() => {
+					this.remove(slot);
+					void slot.worker.terminate();
+				}, this.idleMs).unref();
 			}
 		});
 		// A worker that dies fails its job and leaves the pool; the next job starts a new one.
 		const drop = (err: Error) => {
 			clearTimeout(slot.idle);
-			const i = this.slots.indexOf(slot);
-			if (i >= 0) this.slots.splice(i, 1);
+			this.remove(slot);
 			slot.job?.reject(err);
 			slot.job = undefined;
 			this.pump();

@@ -39,3 +39,18 @@ it("replaces a worker that died", async () => {
 	await slots[0].worker.terminate();
 	expect(await pool.compare("password", await pool.hash("password", 4))).toBe(true);
 });
+
+it("takes an idle worker out of the pool as it ends it, so the next job starts a new one", async () => {
+	const quick = new BcryptPool(1, 50);
+	try {
+		await quick.hash("warm", 4);
+		const slots = (quick as unknown as { slots: unknown[] }).slots;
+		expect(slots).toHaveLength(1);
+		await new Promise(r => setTimeout(r, 80));
+		// Gone from the pool when its idle timer fired, before its thread has even exited.
+		expect(slots).toHaveLength(0);
+		expect(await quick.compare("password", await quick.hash("password", 4))).toBe(true);
+	} finally {
+		await quick.close();
+	}
+});
