@@ -41,7 +41,6 @@ export async function nodeReadiness(broker: ServiceBroker): Promise<NodeReadines
  */
 export function healthServer(port: number): Middleware {
 	let server: http.Server | undefined;
-	let stopping = false;
 	return {
 		name: "HealthServer",
 		async started(broker: ServiceBroker) {
@@ -55,7 +54,7 @@ export function healthServer(port: number): Middleware {
 				if (req.url === "/live") return send(200, { status: "ok", node: broker.nodeID });
 				if (req.url === "/ready") {
 					// `started` turns false the moment a stop begins, before the drain delay: out of rotation at once.
-					if (stopping || !broker.started) return send(503, { status: "stopping", node: broker.nodeID, checks: {} });
+					if (!broker.started) return send(503, { status: "stopping", node: broker.nodeID, checks: {} });
 					nodeReadiness(broker)
 						.then(r => send(r.ready ? 200 : 503, { status: r.ready ? "ok" : "unavailable", node: broker.nodeID, checks: r.checks }))
 						.catch(() => send(503, { status: "unavailable", checks: {} }));
@@ -68,9 +67,6 @@ export function healthServer(port: number): Middleware {
 				server!.listen(port, "0.0.0.0", () => resolve());
 			});
 			broker.logger.info(`Health server listening on :${port} (/live, /ready)`);
-		},
-		async stopping() {
-			stopping = true;
 		},
 		async stopped() {
 			if (server) await new Promise<void>(resolve => server!.close(() => resolve()));
