@@ -1,3 +1,5 @@
+import path from "node:path";
+
 /**
  * Node flags every node runs with (package.json scripts, Dockerfile, scripts/cluster.ts, tests).
  * `--experimental-async-context-frame` (the default from Node 24) makes AsyncLocalStorage, which puts
@@ -25,4 +27,17 @@ export function hasNodeFlags(execArgv = process.execArgv, nodeOptions = process.
 	if (major >= 24) return true;
 	const given = [...execArgv, ...nodeOptions.split(/\s+/)];
 	return NODE_FLAGS.every(f => given.includes(f));
+}
+
+/**
+ * How every node is started outside npm scripts (scripts/cluster.ts, tests, bench): the built runner with
+ * the node flags, the config and services built in `dist`, and NODE_OPTIONS as `nodeOptionsFor` gives it.
+ */
+export function runnerCommand(dist: string, env: Record<string, string | undefined>, extraArgs: string[] = []): { args: string[]; env: Record<string, string | undefined> } {
+	// Beside the project's `dist` (moleculer's package exports do not include its bin).
+	const runner = path.join(dist, "..", "node_modules/moleculer/bin/moleculer-runner.js");
+	return {
+		args: [...NODE_FLAGS, runner, "--config", path.join(dist, "moleculer.config.js"), ...extraArgs, path.join(dist, "services")],
+		env: { ...env, NODE_OPTIONS: nodeOptionsFor(env) }
+	};
 }

@@ -13,7 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
 import { DB_SERVICES } from "../lib/config";
-import { NODE_FLAGS, nodeOptionsFor } from "../lib/node-flags";
+import { runnerCommand } from "../lib/node-flags";
 
 // Runs from dist/scripts (npm run cluster builds first).
 const ROOT = path.resolve(__dirname, "../..");
@@ -54,9 +54,10 @@ interface Node {
 }
 
 function start(name: string, env: Record<string, string>): Node {
-	const proc = spawn(process.execPath, [...NODE_FLAGS, path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {
+	const cmd = runnerCommand(DIST, { ...process.env, TRANSPORTER, REDIS_URL, NODE_ID: `${name}-${process.pid}`, ...env });
+	const proc = spawn(process.execPath, cmd.args, {
 		cwd: ROOT,
-		env: { ...process.env, TRANSPORTER, REDIS_URL, NODE_ID: `${name}-${process.pid}`, ...env, NODE_OPTIONS: nodeOptionsFor({ ...process.env, ...env }) },
+		env: cmd.env,
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const prefix = `[${name}] `;

@@ -31,14 +31,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
-import { NODE_FLAGS, nodeOptionsFor } from "../../lib/node-flags";
+import { runnerCommand } from "../../lib/node-flags";
 import { collectLines, freePort, ROOT } from "./node-process";
 import { createDatabases, type TestDatabases } from "./pg";
 import { smtpUrl, startSmtp, type Smtp } from "./smtp";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
 const DIST = path.join(ROOT, "dist");
 
 /** One JSON log line of a node. */
@@ -140,10 +139,11 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 export const listenPort = freePort;
 
 function spawnNode(name: string, services: string[], env: Record<string, string>, url: string | undefined): ClusterNode {
-	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", path.join(DIST, "moleculer.config.js"), path.join(DIST, "services")], {
+	// Only what the node is given: nothing leaks in from the test runner's environment.
+	const cmd = runnerCommand(DIST, { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env });
+	const proc = spawn(process.execPath, cmd.args, {
 		cwd: ROOT,
-		// Only what the node is given: nothing leaks in from the test runner's environment.
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env, NODE_OPTIONS: nodeOptionsFor(env) },
+		env: cmd.env,
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];

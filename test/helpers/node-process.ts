@@ -2,10 +2,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import net from "node:net";
 import path from "node:path";
-import { NODE_FLAGS, nodeOptionsFor } from "../../lib/node-flags";
+import { runnerCommand } from "../../lib/node-flags";
 
 export const ROOT = path.resolve(__dirname, "../..");
-const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
 
 const handedOut = new Set<number>();
 
@@ -57,11 +56,10 @@ export interface NodeProcess {
 export function startNode(env: Record<string, string>, args: string[] = []): NodeProcess {
 	const clean = { ...process.env };
 	for (const k of Object.keys(clean)) if (/_DATABASE_URL$|^SERVICES$|^TRANSPORTER$|^ADMIN_/.test(k)) delete clean[k];
-	const full: Record<string, string | undefined> = { ...clean, ...env };
-	full.NODE_OPTIONS = nodeOptionsFor(full);
-	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", "dist/moleculer.config.js", ...args, "dist/services"], {
+	const cmd = runnerCommand(path.join(ROOT, "dist"), { ...clean, ...env }, args);
+	const proc = spawn(process.execPath, cmd.args, {
 		cwd: ROOT,
-		env: full,
+		env: cmd.env,
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];

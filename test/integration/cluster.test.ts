@@ -4,8 +4,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
-import { NODE_FLAGS, nodeOptionsFor } from "../../lib/node-flags";
-import { freePort, ROOT } from "../helpers/node-process";
+import { runnerCommand } from "../../lib/node-flags";
+import { collectLines, freePort, ROOT } from "../helpers/node-process";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 import { http, registerAndLogin, type HttpResult } from "../helpers/system";
 
@@ -14,7 +14,6 @@ import { http, registerAndLogin, type HttpResult } from "../helpers/system";
  * built code, finding each other over NATS, each with its own PostgreSQL database.
  */
 
-const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
 // Built once for the whole run by test/global-setup.ts.
 const BUILD = path.join(ROOT, "dist");
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
@@ -31,25 +30,16 @@ interface NodeProc {
 
 /** Runs the start command from the Dockerfile and README: the runner, the built config, the built services. */
 function startNode(name: string, env: Record<string, string>): NodeProc {
-	const proc = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", path.join(BUILD, "moleculer.config.js"), path.join(BUILD, "services")], {
+	const cmd = runnerCommand(BUILD, { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env });
+	const proc = spawn(process.execPath, cmd.args, {
 		cwd: ROOT,
-		env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? os.tmpdir(), ...env, NODE_OPTIONS: nodeOptionsFor(env) },
+		env: cmd.env,
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const lines: string[] = [];
 	const stderr: string[] = [];
-	const collect = (stream: NodeJS.ReadableStream, into: string[]) => {
-		let rest = "";
-		stream.setEncoding("utf8");
-		stream.on("data", (chunk: string) => {
-			const parts = (rest + chunk).split("\n");
-			rest = parts.pop() ?? "";
-			into.push(...parts.filter(l => l.trim()));
-		});
-		stream.on("end", () => rest.trim() && into.push(rest));
-	};
-	collect(proc.stdout!, lines);
-	collect(proc.stderr!, stderr);
+	collectLines(proc.stdout!, lines);
+	collectLines(proc.stderr!, stderr);
 	let running = true;
 	const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve =>
 		proc.once("exit", (code, signal) => {
