@@ -22,8 +22,6 @@
  *
  * Options: `env` goes to every node, `nodeEnv[name]` to one node (both over the defaults), `workers` the
  * number of notification nodes (default 2).
- *
- * `listenPort()` gives a port for a server of a test's own (a private Redis, NATS, …) the same way nodes get theirs.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
@@ -31,6 +29,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { deleteStreams } from "../../lib/channels";
+import { DB_SERVICES } from "../../lib/config";
 import { runnerCommand } from "../../lib/node-flags";
 import { collectLines, freePort, ROOT } from "./node-process";
 import { createDatabases, type TestDatabases } from "./pg";
@@ -122,7 +121,6 @@ export interface ClusterOptions {
 	workers?: number;
 }
 
-const SERVICES_WITH_DB = ["auth", "users", "payments", "notifications", "jobs", "admin"];
 
 export function parseLog(line: string): LogLine | undefined {
 	try {
@@ -134,9 +132,6 @@ export function parseLog(line: string): LogLine | undefined {
 }
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
-/** A port for a server of a test's own (a private Redis, NATS, …), the same way nodes get theirs. */
-export const listenPort = freePort;
 
 function spawnNode(name: string, services: string[], env: Record<string, string>, url: string | undefined): ClusterNode {
 	// Only what the node is given: nothing leaks in from the test runner's environment.
@@ -233,11 +228,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 			...common,
 			SERVICES: spec.services.join(","),
 			DATA_DIR: dataDir,
-			HEALTH_PORT: String(await listenPort()),
-			METRICS_PORT: String(await listenPort())
+			HEALTH_PORT: String(await freePort()),
+			METRICS_PORT: String(await freePort())
 		};
-		for (const s of spec.services) if (SERVICES_WITH_DB.includes(s)) env[`${s.toUpperCase()}_DATABASE_URL`] = dbs!.env[`${s.toUpperCase()}_DATABASE_URL`];
-		if (spec.services.includes("api")) env.PORT = String(await listenPort());
+		for (const s of spec.services) if ((DB_SERVICES as readonly string[]).includes(s)) env[`${s.toUpperCase()}_DATABASE_URL`] = dbs!.env[`${s.toUpperCase()}_DATABASE_URL`];
+		if (spec.services.includes("api")) env.PORT = String(await freePort());
 		if (spec.services.includes("auth")) Object.assign(env, { ADMIN_EMAIL: admin.email, ADMIN_PASSWORD: admin.password });
 		if (spec.services.includes("notifications")) env.SMTP_URL = smtpUrl(smtp!);
 		return { ...env, ...(opts.nodeEnv?.[spec.name] ?? {}), ...(spec.env ?? {}) };
@@ -280,7 +275,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 	};
 
 	try {
-		dbs = await createDatabases(SERVICES_WITH_DB);
+		dbs = await createDatabases([...DB_SERVICES]);
 		smtp = await startSmtp();
 		const { privateKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
 		common = {

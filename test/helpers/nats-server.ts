@@ -46,7 +46,8 @@ export function natsServer(port: number, storeDir: string): NatsServer {
 					}
 				},
 				"nats-server to answer JetStream requests",
-				20000
+				20000,
+				() => lines.slice(-20).join("\n")
 			);
 		},
 		async stop() {

@@ -4,7 +4,8 @@ import Redis from "ioredis";
 import { connect, type StoredMsg } from "nats";
 import { Client } from "pg";
 import { CHANNELS, streamName } from "../../lib/channels";
-import { listenPort, startCluster, type Cluster, type ClusterNode } from "../helpers/cluster";
+import { startCluster, type Cluster, type ClusterNode } from "../helpers/cluster";
+import { freePort } from "../helpers/node-process";
 import { query } from "../helpers/pg";
 import type { Mail } from "../helpers/smtp";
 import { http, registerAndLogin, uniqueEmail, type HttpResult } from "../helpers/system";
@@ -259,7 +260,7 @@ function redisServer(port: number): RedisServer {
 
 describe("Redis down under two gateways", () => {
 	it("keeps serving; limits fall back to each gateway's own count while Redis is gone, and are shared again once it is back", async () => {
-		const redis = redisServer(await listenPort());
+		const redis = redisServer(await freePort());
 		await redis.start();
 		const env = { REDIS_URL: redis.url, RATE_LIMIT_MAX: "4", RATE_LIMIT_WINDOW_MS: "600000", TRUSTED_PROXIES: "127.0.0.1" };
 		const gws: ClusterNode[] = [];

@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { channelsConnected, deleteStreams, ensureStreams } from "../../lib/channels";
 import { query } from "../helpers/pg";
-import { startSmtp, type Mail, type Smtp } from "../helpers/smtp";
+import { smtpUrl, startSmtp, type Mail, type Smtp } from "../helpers/smtp";
 import { startSystem, uniqueEmail, type TestSystem } from "../helpers/system";
 import { waitFor } from "../helpers/wait";
 
@@ -40,7 +40,7 @@ afterAll(async () => {
 });
 
 it("finishes the message in flight, then stops; the mail is sent once", async () => {
-	const env = { TRANSPORTER: NATS, NAMESPACE: namespace, SMTP_URL: `smtp://mailer:mail-secret@127.0.0.1:${smtp.port}`, NOTIFY_PUMP_MS: "50" };
+	const env = { TRANSPORTER: NATS, NAMESPACE: namespace, SMTP_URL: smtpUrl(smtp), NOTIFY_PUMP_MS: "50" };
 	worker = await startSystem({ services: ["users", "notifications"], env });
 	const email = uniqueEmail("drain");
 	const arrived = new Promise<Mail>(resolve => (held = resolve));
