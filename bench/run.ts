@@ -168,7 +168,8 @@ async function embedded(): Promise<void> {
 	await throughput("GET /health, embedded default (one node)", { url: `${base}/health` });
 
 	const token = await userToken(base);
-	await throughput("GET /api/v1/users/me, authenticated, embedded default (one node)", { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } });
+	const me = { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } };
+	await throughput("GET /api/v1/users/me, authenticated, embedded default (one node)", me);
 
 	// 5. Logins against the bcrypt ceiling: cores ÷ time of one hash at the configured cost.
 	// The median of 9 hashes, one at a time: a single slow or fast hash on this shared machine moves a mean too much.
@@ -182,8 +183,9 @@ async function embedded(): Promise<void> {
 	const ceiling = os.cpus().length / perHash;
 	const email = `bench.login.${crypto.randomBytes(3).toString("hex")}@example.com`;
 	await json(base, "POST", "/api/v1/auth/register", { email, password: "bench password 1", name: "Login" });
+	const logins = { url: `${base}/api/v1/auth/login`, method: "POST" as const, headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 };
 	const login = await load(
-		{ url: `${base}/api/v1/auth/login`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 },
+		logins,
 		SECONDS,
 		1
 	);
@@ -196,11 +198,11 @@ async function embedded(): Promise<void> {
 		notes: `bcrypt ceiling ${ceiling.toFixed(1)}/s (${os.cpus().length} cores ÷ ${(perHash * 1000).toFixed(0)} ms per hash): ${((login.rps / ceiling) * 100).toFixed(0)} % of it`
 	});
 	// 5b. Does saturating bcrypt hurt everything else? users/me at a fixed rate, alone and while logins run.
-	const steady = { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` }, connections: 10, overallRate: ME_RATE };
+	const steady = { ...me, connections: 10, overallRate: ME_RATE };
 	const alone = await load(steady, SECONDS, 1);
 	const [during, loginsDuring] = await Promise.all([
 		load(steady, SECONDS, 0),
-		load({ url: `${base}/api/v1/auth/login`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 }, SECONDS, 0)
+		load(logins, SECONDS, 0)
 	]);
 	scenarios.push({ name: `GET /api/v1/users/me at ${ME_RATE}/s, alone`, rps: alone.rps, p50_ms: alone.p50, p99_ms: alone.p99, errors: alone.errors });
 	scenarios.push({
