@@ -69,12 +69,16 @@ function sendJson(res: Res, status: number, body: unknown, headers: Record<strin
 	res.end(JSON.stringify(body));
 }
 
+/** Whether the request carries a body (chunked, or a non-zero Content-Length). */
+function hasBody(req: Req): boolean {
+	const length = req.headers["content-length"];
+	return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
 /** 415 for a body that is not JSON, before anything reads it. */
 function requireJson(req: Req, _res: Res, next: Next): void {
-	const length = req.headers["content-length"];
-	const hasBody = req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 	const type = (req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
-	if (hasBody && type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
+	if (hasBody(req) && type !== "application/json" && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
 		const err = Object.assign(new Error("body must be application/json"), { code: 415, type: "UNSUPPORTED_MEDIA_TYPE" });
 		return next(err);
 	}
@@ -259,8 +263,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		// One route middleware for the body (each `use` entry is a step of its own on every request): a request
 		// without a body gets `{}` as body-parser would give it; one with a body must be a JSON object.
 		const parseBody = (req: Req, res: Res, next: Next) => {
-			const length = req.headers["content-length"];
-			if (req.headers["transfer-encoding"] === undefined && (length === undefined || length === "0")) {
+			if (!hasBody(req)) {
 				req.body ??= {};
 				return next();
 			}
