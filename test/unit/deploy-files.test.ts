@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { parseEnv } from "node:util";
 import { DCLinter } from "dclint";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
 import { hasNodeFlags, NODE_FLAGS, nodeOptionsFor, SERVICE_NODE_OPTIONS } from "../../lib/node-flags";
@@ -17,15 +18,11 @@ const serviceFiles = fs
 const DB_URLS = DB_SERVICES.map(s => `${s.toUpperCase()}_DATABASE_URL`);
 const hasDb = (name: string) => (DB_SERVICES as readonly string[]).includes(name);
 
-/** KEY=value lines of an env file (comments and blank lines skipped). */
-function envFile(text: string): Record<string, string> {
-	const env: Record<string, string> = {};
-	for (const line of text.split("\n")) {
-		const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line.trim());
-		if (m) env[m[1]] = m[2].replace(/\s+#.*$/, "").trim();
-	}
-	return env;
-}
+/** docker-compose.yml, parsed once for every describe below; its nodes are the services with SERVICES set. */
+const compose = parse(read("docker-compose.yml"), { merge: true });
+const servicesOf = (s: any) => String(s.environment.SERVICES).split(",");
+const composeNodes = Object.entries<any>(compose.services).filter(([, s]) => s.environment?.SERVICES);
+const composeGateways = composeNodes.filter(([, s]) => servicesOf(s).includes("api"));
 
 /** Compose's interpolation (${VAR}, ${VAR:?message}, ${VAR:-default}) against the variables of .env. */
 function interpolate(value: string, vars: Record<string, string>): string {
@@ -135,12 +132,10 @@ describe("Node flags (lib/node-flags.ts)", () => {
 });
 
 describe("docker-compose.yml", () => {
-	const compose = parse(read("docker-compose.yml"), { merge: true });
 	const services = compose.services as Record<string, any>;
-	const vars = envFile(read(".env.example"));
-	const nodes = Object.entries(services).filter(([, s]) => s.environment?.SERVICES);
-	const servicesOf = (s: any) => String(s.environment.SERVICES).split(",");
-	const gateways = nodes.filter(([, s]) => servicesOf(s).includes("api"));
+	const vars = parseEnv(read(".env.example")) as Record<string, string>;
+	const nodes = composeNodes;
+	const gateways = composeGateways;
 	const proxy = services.proxy;
 
 	it("is valid against the Compose specification's schema, and lint-clean (dclint, offline)", () => {
@@ -222,7 +217,8 @@ describe("docker-compose.yml", () => {
 			// .env.example stands in for .env; the node's own environment wins, as in compose.
 			const env: Record<string, string> = { ...vars };
 			for (const [k, v] of Object.entries<string>(s.environment)) env[k] = interpolate(String(v), vars);
-			expect(() => loadConfig(env)).not.toThrow();
+			let loaded: ReturnType<typeof loadConfig> | undefined;
+			expect(() => (loaded = loadConfig(env))).not.toThrow();
 			expect(env.TRANSPORTER).toBe("nats://nats:4222");
 			expect(Number(env.HEALTH_PORT)).toBeGreaterThan(0);
 			const own = servicesOf(s).filter(hasDb);
@@ -236,7 +232,7 @@ describe("docker-compose.yml", () => {
 			expect(Object.keys(s.environment).filter(k => k.endsWith("_DATABASE_URL")).sort()).toEqual(own.map(v => `${v.toUpperCase()}_DATABASE_URL`).sort());
 			// The readiness check hits the node's health server, and the grace period covers its drain.
 			expect(s.healthcheck.test.join(" ")).toMatch(/HEALTH_PORT.*\/ready/);
-			const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS } = loadConfig(env);
+			const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS } = loaded!;
 			expect(parseInt(s.stop_grace_period, 10) * 1000).toBeGreaterThan(SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + 5000);
 			expect(s.ports).toBeUndefined();
 			// One service per container: the heap the code's own cluster and benchmark give such a node.
@@ -291,10 +287,9 @@ function haproxyConfig(text: string): Map<string, string[]> {
 }
 
 describe("deploy/haproxy/haproxy.cfg: the proxy in front of the two gateways", () => {
-	const compose = parse(read("docker-compose.yml"), { merge: true });
 	const proxy = compose.services.proxy;
 	const cfg = haproxyConfig(read("deploy/haproxy/haproxy.cfg"));
-	const gateways = Object.entries<any>(compose.services).filter(([, s]) => String(s.environment?.SERVICES ?? "").split(",").includes("api"));
+	const gateways = composeGateways;
 	const frontend = [...cfg.entries()].find(([k, v]) => k.startsWith("frontend ") && v.some(l => l.startsWith("default_backend")))!;
 	const backendName = frontend[1].find(l => l.startsWith("default_backend"))!.split(" ")[1];
 	const backend = cfg.get(`backend ${backendName}`)!;
