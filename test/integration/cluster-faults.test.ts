@@ -106,8 +106,15 @@ class Nodes {
 		return `http://127.0.0.1:${this.ports(name)[port]}`;
 	}
 	/** Waits for the node's /ready to answer 200; fails with what every node said. */
-	async ready(name: string, timeoutMs = 60000): Promise<void> {
-		await waitForStatus(`${this.url(name, "health")}/ready`, 200, timeoutMs).catch(err => {
+	ready(name: string): Promise<void> {
+		return this.ok(`${this.url(name, "health")}/ready`, name);
+	}
+	/** Waits for a gateway's own /health/ready (it also checks the services it needs); fails with what every node said. */
+	gatewayReady(name: string): Promise<void> {
+		return this.ok(`${this.url(name)}/health/ready`, name);
+	}
+	private async ok(url: string, name: string): Promise<void> {
+		await waitForStatus(url, 200, 60000).catch(err => {
 			throw new Error(`${name}: ${(err as Error).message}\n${this.diag()}`);
 		});
 	}
@@ -306,7 +313,7 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 	/** Every node ready, both gateways see auth and users, and the balancer routes to both. */
 	const clusterReady = async () => {
 		for (const name of NAMES) await nodes.ready(name);
-		for (const gw of ["gw1", "gw2"]) await waitForStatus(`${nodes.url(gw)}/health/ready`, 200, 60000);
+		for (const gw of ["gw1", "gw2"]) await nodes.gatewayReady(gw);
 		await waitFor(() => lb.upstreams.every(u => u.ready), "the balancer to route to both gateways");
 	};
 	const me = (signal?: AbortSignal) => fetch(`${lb.url}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` }, signal });
@@ -501,9 +508,7 @@ describe("cluster faults: NATS restarted during a stream of charges (gateway, pa
 			NOTIFY_MAX_ATTEMPTS: "30"
 		});
 		url = nodes.url("gw");
-		await waitForStatus(`${url}/health/ready`, 200, 60000).catch(err => {
-			throw new Error(`${(err as Error).message}\n${nodes.diag()}`);
-		});
+		await nodes.gatewayReady("gw");
 	}, 180000);
 
 	afterAll(async () => {
@@ -670,9 +675,7 @@ describe("cluster faults: PostgreSQL restarted under the users node", () => {
 		await nodes.start("users", { ...common, SERVICES: "users", USERS_DATABASE_URL: pg.url("users_db") });
 		url = nodes.url("gw");
 		usersReady = `${nodes.url("users", "health")}/ready`;
-		await waitForStatus(`${url}/health/ready`, 200, 60000).catch(err => {
-			throw new Error(`${(err as Error).message}\n${nodes.diag()}`);
-		});
+		await nodes.gatewayReady("gw");
 	}, 180000);
 
 	afterAll(async () => {
