@@ -3,6 +3,7 @@ import { format } from "node:util";
 import pino from "pino";
 import { Errors, type BrokerOptions, type Context, type Middleware, type ServiceBroker } from "moleculer";
 import { bulkhead } from "./bulkhead";
+import { MemoryCacher } from "./cacher";
 import { channelsMiddleware } from "./channels";
 import { healthServer } from "./health-server";
 import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from "./outages";
@@ -151,7 +152,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		},
 		tracing: tracingOptions(cfg),
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
-		cacher: cfg.CACHE_TTL_S > 0 ? { type: "MemoryLRU", options: { max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S } } : undefined,
+		cacher: cfg.CACHE_TTL_S > 0 ? new MemoryCacher({ max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S }) : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
 		// Ours first, then Moleculer's internal ones as it orders them, with its Bulkhead and Metrics replaced by
 		// lean ones (live-metrics.ts says why).

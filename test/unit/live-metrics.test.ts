@@ -1,5 +1,6 @@
 import { Errors, ServiceBroker, type Context } from "moleculer";
 import { bulkhead } from "../../lib/bulkhead";
+import { MemoryCacher } from "../../lib/cacher";
 import { Rate } from "../../lib/live-metrics";
 import { requestMetrics } from "../../lib/request-metrics";
 import { freePort } from "../helpers/node-process";
@@ -172,5 +173,67 @@ describe("bulkhead", () => {
 		await tick();
 		expect(seen).toEqual(["e1"]);
 		expect((await list(broker, "moleculer.event.bulkhead.inflight")).find(v => v.labels.event === "b.seen")).toMatchObject({ value: 0 });
+	});
+});
+
+describe("memory cacher", () => {
+	let broker: ServiceBroker;
+	let port: number;
+	let cacher: MemoryCacher;
+
+	beforeAll(async () => {
+		port = await freePort();
+		cacher = new MemoryCacher({ max: 3, ttl: 60 });
+		broker = new ServiceBroker({ logger: false, cacher, metrics: { enabled: true, reporter: [{ type: "Prometheus", options: { port, path: "/metrics" } }] } });
+		await broker.start();
+	});
+	afterAll(() => broker.stop());
+
+	it("gets, sets, deletes and cleans as Moleculer's MemoryLRU does, least recently used out first", async () => {
+		await expect(cacher.get("a")).resolves.toBeNull();
+		await expect(cacher.set("a", { v: 1 })).resolves.toEqual({ v: 1 });
+		await expect(cacher.get("a")).resolves.toEqual({ v: 1 });
+		await cacher.set("users.1", 1);
+		await cacher.set("users.2", 2);
+		await cacher.set("b", 3); // over max 3: "a" was used least lately
+		await expect(cacher.get("a")).resolves.toBeNull();
+		await cacher.clean("users.**");
+		await expect(cacher.get("users.1")).resolves.toBeNull();
+		await expect(cacher.get("b")).resolves.toBe(3);
+		await cacher.del(["b"]);
+		await expect(cacher.get("b")).resolves.toBeNull();
+	});
+
+	it("expires an entry after its ttl, and clones when asked to", async () => {
+		await cacher.set("short", "x", 0.05);
+		await new Promise(r => setTimeout(r, 80));
+		await expect(cacher.get("short")).resolves.toBeNull();
+
+		const cloning = new MemoryCacher({ clone: true });
+		const b = new ServiceBroker({ logger: false, cacher: cloning });
+		await b.start();
+		const stored = { n: 1 };
+		await cloning.set("k", stored);
+		stored.n = 2;
+		const read = await cloning.get("k");
+		expect(read).toEqual({ n: 1 });
+		expect(read).not.toBe(await cloning.get("k"));
+		await b.stop();
+	});
+
+	it("reports Moleculer's cacher metrics under their names", async () => {
+		const before = (await list(broker, "moleculer.cacher.get.total"))[0].value as number;
+		const found = (await list(broker, "moleculer.cacher.found.total"))[0].value as number;
+		await cacher.set("m", 1);
+		await cacher.get("m");
+		await cacher.get("missing");
+		expect((await list(broker, "moleculer.cacher.get.total"))[0].value).toBe(before + 2);
+		expect((await list(broker, "moleculer.cacher.found.total"))[0].value).toBe(found + 1);
+		expect((await list(broker, "moleculer.cacher.get.time"))[0]).toMatchObject({ count: before + 2 });
+		expect((await list(broker, "moleculer.cacher.del.total"))[0].value).toBe(1);
+		expect((await list(broker, "moleculer.cacher.clean.total"))[0].value).toBeGreaterThanOrEqual(1);
+		const text = await fetch(`http://127.0.0.1:${port}/metrics`).then(r => r.text());
+		expect(text).toMatch(/moleculer_cacher_get_total(\{[^}]*\})? [1-9]/);
+		expect(text).toMatch(/moleculer_cacher_get_time\{[^}]*quantile="0\.5"[^}]*\} [0-9.]+/);
 	});
 });
