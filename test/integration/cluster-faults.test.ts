@@ -73,15 +73,16 @@ interface NodePorts {
  */
 class Nodes {
 	all: { name: string; node: NodeProcess }[] = [];
-	private byName = new Map<string, { node: NodeProcess; ports: NodePorts; env: Record<string, string> }>();
+	private byName = new Map<string, { node: NodeProcess; ports: NodePorts; env: Record<string, string>; id: string }>();
 	constructor(private readonly namespace: string) {}
 
 	async start(name: string, env: Record<string, string>): Promise<NodeProcess> {
 		const ports = { health: await freePort(), metrics: await freePort(), http: env.SERVICES.split(",").includes("api") ? await freePort() : 0 };
+		const id = `${this.namespace}-${name}-${this.all.length}`;
 		const node = startNode({
 			...COMMON,
 			NAMESPACE: this.namespace,
-			NODE_ID: `${this.namespace}-${name}-${this.all.length}`,
+			NODE_ID: id,
 			HEALTH_PORT: String(ports.health),
 			METRICS_PORT: String(ports.metrics),
 			...(ports.http ? { PORT: String(ports.http) } : {}),
@@ -89,7 +90,7 @@ class Nodes {
 			...env
 		});
 		this.all.push({ name, node });
-		this.byName.set(name, { node, ports, env });
+		this.byName.set(name, { node, ports, env, id });
 		return node;
 	}
 	/** Starts the named node again, with the environment it had. */
@@ -98,6 +99,17 @@ class Nodes {
 	}
 	get(name: string): NodeProcess {
 		return this.byName.get(name)!.node;
+	}
+	/** The NODE_ID of the named node's current process. */
+	id(name: string): string {
+		return this.byName.get(name)!.id;
+	}
+	/** Waits until `name` has seen each of `others` join (a gateway must know a node before it can notice it gone). */
+	async knows(name: string, others: string[]): Promise<void> {
+		for (const other of others) {
+			const joined = new RegExp(`Node '${this.id(other)}' (re)?connected`);
+			await waitFor(() => this.get(name).lines.some(l => joined.test(l)), `${name} to see ${other} join`, 60000, this.diag);
+		}
 	}
 	ports(name: string): NodePorts {
 		return this.byName.get(name)!.ports;
@@ -314,6 +326,8 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 	const clusterReady = async () => {
 		for (const name of NAMES) await nodes.ready(name);
 		for (const gw of ["gw1", "gw2"]) await nodes.gatewayReady(gw);
+		// Ready needs only one users node; kill -9 and SIGTERM need both gateways to know both.
+		for (const gw of ["gw1", "gw2"]) await nodes.knows(gw, NAMES.filter(n => n !== gw));
 		await waitFor(() => lb.upstreams.every(u => u.ready), "the balancer to route to both gateways");
 	};
 	const me = (signal?: AbortSignal) => fetch(`${lb.url}/api/v1/users/me`, { headers: { authorization: `Bearer ${token}` }, signal });
@@ -350,7 +364,7 @@ describe("cluster faults: two gateways behind a balancer, two users nodes", () =
 		const load = steadyLoad(me);
 		await load.more(200);
 		const victim = nodes.get("users-b");
-		const victimId = `${namespace}-users-b-${nodes.all.findIndex(n => n.node === victim)}`;
+		const victimId = nodes.id("users-b");
 		const survivorBefore = await served("users-a");
 		const killedAt = Date.now();
 		victim.proc.kill("SIGKILL");
