@@ -5,6 +5,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
+import { batchResponses } from "../lib/http-batching";
 import { unauthorized } from "../lib/errors";
 import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
@@ -233,6 +234,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 
 	created(this: This) {
 		const cfg = config();
+		// moleculer-web created the server in its own created(), which runs first.
+		if (this.server) batchResponses(this.server);
 		this.tokens = new TokenCache(cfg.TOKEN_CACHE_TTL_MS);
 		this.readyServices = cfg.READY_SERVICES.split(",").map(v => v.trim()).filter(Boolean);
 		this.trust = proxyaddr.compile(cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean));
