@@ -60,7 +60,8 @@ export class MemoryCacher extends Cachers.MemoryLRU {
 		const start = performance.now();
 		this.counts.get++;
 		const item = this.lru.cache.get(key);
-		if (item === undefined) return this.timed("get", start, Promise.resolve((this.opts as { missingResponse?: null }).missingResponse ?? null));
+		// A miss answers `missingResponse` (undefined by default), which Moleculer's Cacher middleware compares against.
+		if (item === undefined) return this.timed("get", start, Promise.resolve((this.opts as { missingResponse?: Record<string, unknown> | null }).missingResponse as Record<string, unknown> | null));
 		this.counts.found++;
 		const clone = this.lru.clone;
 		return this.timed("get", start, Promise.resolve((clone ? clone(item) : item) as Record<string, unknown>));

@@ -190,24 +190,24 @@ describe("memory cacher", () => {
 	afterAll(() => broker.stop());
 
 	it("gets, sets, deletes and cleans as Moleculer's MemoryLRU does, least recently used out first", async () => {
-		await expect(cacher.get("a")).resolves.toBeNull();
+		await expect(cacher.get("a")).resolves.toBeUndefined();
 		await expect(cacher.set("a", { v: 1 })).resolves.toEqual({ v: 1 });
 		await expect(cacher.get("a")).resolves.toEqual({ v: 1 });
 		await cacher.set("users.1", 1);
 		await cacher.set("users.2", 2);
 		await cacher.set("b", 3); // over max 3: "a" was used least lately
-		await expect(cacher.get("a")).resolves.toBeNull();
+		await expect(cacher.get("a")).resolves.toBeUndefined();
 		await cacher.clean("users.**");
-		await expect(cacher.get("users.1")).resolves.toBeNull();
+		await expect(cacher.get("users.1")).resolves.toBeUndefined();
 		await expect(cacher.get("b")).resolves.toBe(3);
 		await cacher.del(["b"]);
-		await expect(cacher.get("b")).resolves.toBeNull();
+		await expect(cacher.get("b")).resolves.toBeUndefined();
 	});
 
 	it("expires an entry after its ttl, and clones when asked to", async () => {
 		await cacher.set("short", "x", 0.05);
 		await new Promise(r => setTimeout(r, 80));
-		await expect(cacher.get("short")).resolves.toBeNull();
+		await expect(cacher.get("short")).resolves.toBeUndefined();
 
 		const cloning = new MemoryCacher({ clone: true });
 		const b = new ServiceBroker({ logger: false, cacher: cloning });
@@ -218,6 +218,24 @@ describe("memory cacher", () => {
 		const read = await cloning.get("k");
 		expect(read).toEqual({ n: 1 });
 		expect(read).not.toBe(await cloning.get("k"));
+		await b.stop();
+	});
+
+	it("caches an action's answer through Moleculer's Cacher middleware: a miss runs the handler, a hit does not", async () => {
+		let runs = 0;
+		const b = new ServiceBroker({ logger: false, cacher: new MemoryCacher({ ttl: 60 }) });
+		b.createService({
+			name: "profiles",
+			actions: {
+				get: { cache: { keys: ["id"] }, params: { id: "string" }, handler: (ctx: Context<{ id: string }>) => ({ id: ctx.params.id, run: ++runs }) }
+			}
+		});
+		await b.start();
+		await expect(b.call("profiles.get", { id: "a" })).resolves.toEqual({ id: "a", run: 1 });
+		await expect(b.call("profiles.get", { id: "a" })).resolves.toEqual({ id: "a", run: 1 });
+		await expect(b.call("profiles.get", { id: "b" })).resolves.toEqual({ id: "b", run: 2 });
+		await b.cacher!.clean("profiles.**");
+		await expect(b.call("profiles.get", { id: "a" })).resolves.toEqual({ id: "a", run: 3 });
 		await b.stop();
 	});
 
