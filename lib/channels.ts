@@ -76,7 +76,46 @@ export function channelsMiddleware(cfg: Config): Middleware {
 				}
 			}
 		: { type: "Fake", options: { prefix } };
-	return ChannelsMiddleware({ adapter, context: true } as unknown as Parameters<typeof ChannelsMiddleware>[0]) as unknown as Middleware;
+	const mw = ChannelsMiddleware({ adapter, context: true } as unknown as Parameters<typeof ChannelsMiddleware>[0]) as unknown as Middleware & { created(b: ServiceBroker): void };
+	const created = mw.created;
+	mw.created = function (this: unknown, broker: ServiceBroker) {
+		created.call(this, broker);
+		retryConsumerRace((broker as unknown as { channelAdapter: ChannelAdapter }).channelAdapter);
+	};
+	return mw;
+}
+
+interface ChannelAdapter {
+	subscribe(chan: { id: string }, svc: unknown): Promise<void>;
+	activeMessages?: Map<string, unknown[]>;
+}
+
+/** JetStream's answer when another node created the same durable consumer a moment before (err_code 10013). */
+function isConsumerRace(err: unknown): boolean {
+	return (err as { api_error?: { err_code?: number } })?.api_error?.err_code === 10013;
+}
+
+/**
+ * Two nodes of one service starting together (two replicas of a Deployment) both find a channel's
+ * durable consumer missing and both create it; JetStream refuses the second ("consumer name already in
+ * use"), and the adapter let that stop the node. Subscribing again binds to the consumer the other node
+ * made. Up to 5 attempts, 100 ms apart and more.
+ */
+function retryConsumerRace(adapter: ChannelAdapter | undefined): void {
+	if (!adapter || typeof adapter.subscribe !== "function") return;
+	const subscribe = adapter.subscribe.bind(adapter);
+	adapter.subscribe = async (chan, svc) => {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await subscribe(chan, svc);
+			} catch (err) {
+				if (attempt >= 5 || !isConsumerRace(err)) throw err;
+				// The failed attempt left the channel's message tracking behind; the next one starts it again.
+				adapter.activeMessages?.delete(chan.id);
+				await new Promise(resolve => setTimeout(resolve, 100 * attempt));
+			}
+		}
+	};
 }
 
 /** The stream name the NATS adapter uses for a channel. */
