@@ -5,7 +5,7 @@ import { http, registerAndLogin, startSystem, type TestSystem } from "../helpers
 import { waitFor } from "../helpers/wait";
 
 /**
- * The profile cache (Moleculer's MemoryLRU cacher, one per node): two users nodes over real NATS on one
+ * The profile cache (the broker's LRU cacher, lib/cacher.ts, one per node): two users nodes over real NATS on one
  * PostgreSQL database, both warmed, then the profile changes through one of them. Neither may keep serving
  * the old profile.
  */
@@ -21,7 +21,11 @@ beforeAll(async () => {
 	const env = { NAMESPACE: namespace, TRANSPORTER: NATS };
 	for (let i = 0; i < 2; i++) usersNodes.push(await startSystem({ services: ["users"], dbs, env }));
 	gateway = await startSystem({ services: ["api", "auth"], dbs, env: { ...env, READY_SERVICES: "auth,users" } });
-	await waitFor(() => gateway.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "users").length === 2 || undefined, "both users nodes");
+	const seesBothUsersNodes = (b: TestSystem) => b.broker.registry.getServiceList({ onlyAvailable: true }).filter(s => s.name === "users").length === 2;
+	await waitFor(() => seesBothUsersNodes(gateway) || undefined, "both users nodes");
+	// An eviction reaches only the users nodes its sender knows. A node started a moment after another may
+	// be known to it only at the next heartbeat (CACHE_TTL_S bounds what a node missed meanwhile).
+	await waitFor(() => usersNodes.every(seesBothUsersNodes) || undefined, "each users node to see the other");
 });
 
 afterAll(async () => {
