@@ -105,3 +105,18 @@ export const DatabaseUnavailable = {
 			});
 	}
 } as unknown as Middleware;
+
+/**
+ * Waits until NATS has taken what this node published so far (a PING answered after it), so that a
+ * broadcast sent before an answer reaches the other nodes before the client can act on the answer (a
+ * revoked token must fail at once on every gateway). Nothing to wait for without NATS; gives up after
+ * `timeoutMs`, since an outage must not hold the answer.
+ */
+export async function publishedToNats(broker: ServiceBroker, timeoutMs = 1000): Promise<void> {
+	const client = (broker.transit as unknown as { tx?: { client?: { flush?: () => Promise<void> } | null } } | undefined)?.tx?.client;
+	if (typeof client?.flush !== "function") return;
+	let timer: NodeJS.Timeout | undefined;
+	const late = new Promise<void>(resolve => (timer = setTimeout(resolve, timeoutMs)));
+	await Promise.race([client.flush().catch(() => undefined), late]);
+	clearTimeout(timer);
+}

@@ -7,6 +7,7 @@ import { PAGE_PARAMS, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { CHANNELS } from "../lib/channels";
 import { config } from "../lib/config";
 import { badRequest, conflict, forbidden, isUniqueViolation, notFound, tooManyRequests, unauthorized, unprocessable } from "../lib/errors";
+import { publishedToNats } from "../lib/outages";
 import type { AppContext } from "../lib/types";
 import type { UserView } from "./users/view";
 import { consumeActionToken, createActionToken, spendAllTokens, type Purpose } from "./auth/action-tokens";
@@ -533,8 +534,11 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 
 		async revoke(this: This, where: { id?: string | string[]; user_id?: string }, reason: string) {
 			const sids = await revokeSessions(this.models, where, reason);
-			// Every gateway drops cached tokens of these sessions at once.
-			if (sids.length) await this.broker.broadcast("auth.sessions.revoked", { sids, reason });
+			// Every gateway drops cached tokens of these sessions at once: the broadcast is with NATS before the answer leaves.
+			if (sids.length) {
+				await this.broker.broadcast("auth.sessions.revoked", { sids, reason });
+				await publishedToNats(this.broker);
+			}
 			return sids;
 		},
 

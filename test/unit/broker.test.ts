@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import { Errors, ServiceBroker, type Context } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
 import { loadConfig } from "../../lib/config";
+import { publishedToNats } from "../../lib/outages";
 
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
@@ -52,5 +53,23 @@ describe("broker options: a remote call that times out", () => {
 
 		// Three timeouts out of four calls open the circuit: the next call is refused at once.
 		await expect(caller.call("slow.hang")).rejects.toBeInstanceOf(Errors.ServiceNotAvailableError);
+	});
+});
+
+describe("publishedToNats", () => {
+	it("returns at once without NATS, and waits for NATS to take what was published", async () => {
+		const local = new ServiceBroker({ logger: false });
+		await expect(publishedToNats(local)).resolves.toBeUndefined();
+
+		let flushed = false;
+		const withNats = { transit: { tx: { client: { flush: () => new Promise<void>(r => setTimeout(() => ((flushed = true), r()), 20)) } } } } as unknown as ServiceBroker;
+		await publishedToNats(withNats);
+		expect(flushed).toBe(true);
+	});
+
+	it("does not hold the answer when NATS does not answer", async () => {
+		const stuck = { transit: { tx: { client: { flush: () => new Promise<void>(() => undefined) } } } } as unknown as ServiceBroker;
+		// Settles (the test would time out otherwise), though the flush never does.
+		await expect(publishedToNats(stuck, 50)).resolves.toBeUndefined();
 	});
 });
