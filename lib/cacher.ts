@@ -19,31 +19,29 @@ interface MemoryLRUInternals {
  * keep their names; their values are read when metrics are collected (live-metrics.ts).
  */
 export class MemoryCacher extends Cachers.MemoryLRU {
-	private readonly counts = { get: 0, found: 0, set: 0, del: 0, clean: 0 };
-	private readonly times = new Map<Op, Series>();
+	/** Per operation: its calls (count, per-minute rate) and their times. No buckets, as Moleculer registers these. */
+	private readonly ops: Record<Op, Series> = { get: new Series({}, []), set: new Series({}, []), del: new Series({}, []), clean: new Series({}, []) };
+	private found = 0;
+	private readonly foundRate = new Rate();
 	private rateTimer: NodeJS.Timeout | undefined;
 
 	registerMoleculerMetrics(): void {
 		const broker = this.broker;
-		const n = this.counts;
 		const quantiles = [...(broker.metrics as unknown as { opts: { defaultQuantiles: number[] } }).opts.defaultQuantiles].sort((a, b) => a - b);
-		const rates = new Map((Object.keys(n) as Array<keyof typeof n>).map(name => [name, new Rate()]));
-		for (const [name, rate] of rates) {
-			registerLive(broker, { name: `moleculer.cacher.${name}.total`, type: "counter", labelNames: [], description: `Number of cacher ${name === "found" ? "hits" : `${name} calls`}`, rate: true }, () => [
-				{ labels: {}, value: n[name], rate: rate.rate }
-			]);
-		}
+		const counter = (name: string, description: string, read: () => { value: number; rate: number }) =>
+			registerLive(broker, { name, type: "counter", labelNames: [], description, rate: true }, () => [{ labels: {}, ...read() }]);
 		for (const op of OPS) {
-			// No buckets, as Moleculer registers these: quantiles only.
-			const s = new Series({}, []);
-			this.times.set(op, s);
+			const s = this.ops[op];
+			counter(`moleculer.cacher.${op}.total`, `Number of cacher ${op} calls`, () => ({ value: s.count, rate: s.rate.rate }));
 			registerLive(broker, { name: `moleculer.cacher.${op}.time`, type: "histogram", labelNames: [], unit: "millisecond", description: `Cacher ${op} time`, quantiles: true }, () => [s.snapshot(quantiles)]);
 		}
+		counter("moleculer.cacher.found.total", "Number of cacher hits", () => ({ value: this.found, rate: this.foundRate.rate }));
 		// Moleculer's MemoryLRU never counts expiries (the LRU drops them itself); registered as it does.
 		broker.metrics.register({ name: "moleculer.cacher.expired.total", type: "counter", rate: true });
 		this.rateTimer = setInterval(() => {
 			const now = Date.now();
-			for (const [name, rate] of rates) rate.tick(n[name], now);
+			for (const op of OPS) this.ops[op].rate.tick(this.ops[op].count, now);
+			this.foundRate.tick(this.found, now);
 		}, RATE_TICK_MS).unref();
 	}
 
@@ -52,24 +50,22 @@ export class MemoryCacher extends Cachers.MemoryLRU {
 	}
 
 	private timed<T>(op: Op, start: number, result: T): T {
-		this.times.get(op)?.observe(performance.now() - start);
+		this.ops[op].observe(performance.now() - start);
 		return result;
 	}
 
 	override get(key: string): Promise<Record<string, unknown> | null> {
 		const start = performance.now();
-		this.counts.get++;
 		const item = this.lru.cache.get(key);
 		// A miss answers `missingResponse` (undefined by default), which Moleculer's Cacher middleware compares against.
 		if (item === undefined) return this.timed("get", start, Promise.resolve((this.opts as { missingResponse?: Record<string, unknown> | null }).missingResponse as Record<string, unknown> | null));
-		this.counts.found++;
+		this.found++;
 		const clone = this.lru.clone;
 		return this.timed("get", start, Promise.resolve((clone ? clone(item) : item) as Record<string, unknown>));
 	}
 
 	override set(key: string, data: unknown, ttl?: number): Promise<void> {
 		const start = performance.now();
-		this.counts.set++;
 		const seconds = ttl ?? this.opts.ttl;
 		const clone = this.lru.clone;
 		const value = clone ? clone(data) : data;
@@ -80,14 +76,12 @@ export class MemoryCacher extends Cachers.MemoryLRU {
 
 	override del(key: string | string[]): Promise<void> {
 		const start = performance.now();
-		this.counts.del++;
 		for (const k of Array.isArray(key) ? key : [key]) this.lru.cache.delete(k);
 		return this.timed("del", start, Promise.resolve());
 	}
 
 	override clean(match: string | string[] = "**"): Promise<void> {
 		const start = performance.now();
-		this.counts.clean++;
 		const patterns = Array.isArray(match) ? match : [match];
 		for (const key of [...this.lru.cache.keys()]) if (patterns.some(p => Utils.match(key, p))) this.lru.cache.delete(key);
 		return this.timed("clean", start, Promise.resolve());
