@@ -14,31 +14,22 @@
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
 
-type Deferred = Socket & { uncorkNow: () => void; flushQueued?: boolean };
+type Deferred = Socket & { uncorkNow: () => void };
 
-let pending: Deferred[] = [];
-let scheduled = false;
+/** Connections whose flush waits for the end of this turn (a set: one flush each, however many responses). */
+let pending = new Set<Deferred>();
 
 function flush(): void {
-	scheduled = false;
 	const sockets = pending;
-	pending = [];
-	for (const s of sockets) {
-		s.flushQueued = false;
-		if (!s.destroyed) s.uncorkNow();
-	}
+	pending = new Set();
+	for (const s of sockets) if (!s.destroyed) s.uncorkNow();
 }
 
 function deferredUncork(this: Deferred): void {
 	// Only the uncork that would write (corked down to zero) waits; nested ones just count down.
 	if (this.writableCorked !== 1) return this.uncorkNow();
-	if (this.flushQueued) return;
-	this.flushQueued = true;
-	pending.push(this);
-	if (!scheduled) {
-		scheduled = true;
-		setImmediate(flush);
-	}
+	if (pending.size === 0) setImmediate(flush);
+	pending.add(this);
 }
 
 /** Makes every connection of `server` flush its responses at the end of the event-loop turn. */
