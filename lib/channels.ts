@@ -87,7 +87,7 @@ export function channelsMiddleware(cfg: Config): Middleware {
 
 interface ChannelAdapter {
 	subscribe(chan: { id: string }, svc: unknown): Promise<void>;
-	activeMessages?: Map<string, unknown[]>;
+	stopChannelActiveMessages(channelId: string): void;
 }
 
 /** JetStream's answer when another node created the same durable consumer a moment before (err_code 10013). */
@@ -110,8 +110,8 @@ function retryConsumerRace(adapter: ChannelAdapter | undefined): void {
 				return await subscribe(chan, svc);
 			} catch (err) {
 				if (attempt >= 5 || !isConsumerRace(err)) throw err;
-				// The failed attempt left the channel's message tracking behind; the next one starts it again.
-				adapter.activeMessages?.delete(chan.id);
+				// The failed attempt left the channel's message tracking started; the next one starts it again.
+				adapter.stopChannelActiveMessages(chan.id);
 				await new Promise(resolve => setTimeout(resolve, 100 * attempt));
 			}
 		}
