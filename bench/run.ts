@@ -76,6 +76,16 @@ function percentile(sorted: number[], p: number): number {
 	return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
+/** The item at the (lower) median of `key`, as `percentile(…, 50)` picks it. */
+function medianBy<T>(items: T[], key: (x: T) => number): T {
+	return [...items].sort((a, b) => key(a) - key(b))[(items.length - 1) >> 1];
+}
+
+/** Authenticated `GET /api/v1/users/me`, as every users/me scenario sends it. */
+function meRequest(base: string, token: string): autocannon.Options {
+	return { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } };
+}
+
 async function load(opts: autocannon.Options, seconds = SECONDS, warmup = WARMUP): Promise<Load> {
 	if (warmup > 0) await autocannon({ connections: CONNECTIONS, ...opts, duration: warmup });
 	const r = await autocannon({ connections: CONNECTIONS, ...opts, duration: seconds });
@@ -165,7 +175,7 @@ async function throughput(name: string, opts: autocannon.Options): Promise<void>
 		const r = await load(opts);
 		rounds.push({ ceiling, r, ratio: r.rps / ceiling });
 	}
-	const mid = [...rounds].sort((a, b) => a.ratio - b.ratio)[(rounds.length - 1) >> 1];
+	const mid = medianBy(rounds, x => x.ratio);
 	scenarios.push({
 		name,
 		rps: mid.r.rps,
@@ -188,7 +198,7 @@ async function embedded(): Promise<void> {
 	await throughput("GET /health, embedded default (one node)", { url: `${base}/health` });
 
 	const token = await userToken(base);
-	const me = { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } };
+	const me = meRequest(base, token);
 	await throughput("GET /api/v1/users/me, authenticated, embedded default (one node)", me);
 
 	// 5. Logins against the bcrypt ceiling: cores ÷ time of one hash at the configured cost.
@@ -254,7 +264,7 @@ async function overNats(): Promise<void> {
 	nodes.unshift({ name: "gateway node (api)", node: gateway });
 	const idle = nodes.map(n => rssMiB(n.node.proc.pid));
 	const token = await userToken(base);
-	await throughput("GET /api/v1/users/me, gateway node → users node over NATS, PostgreSQL", { url: `${base}/api/v1/users/me`, headers: { authorization: `Bearer ${token}` } });
+	await throughput("GET /api/v1/users/me, gateway node → users node over NATS, PostgreSQL", meRequest(base, token));
 	nodes.forEach((n, i) => memory.push({ node: n.name, idle_mib: idle[i], loaded_mib: rssMiB(n.node.proc.pid) }));
 }
 
@@ -343,8 +353,7 @@ async function main(): Promise<void> {
 	} finally {
 		for (const c of cleanups.reverse()) await c().catch(() => undefined);
 	}
-	const sorted = [...baselines].sort((a, b) => a.rps - b.rps);
-	const mid = sorted[Math.floor((sorted.length - 1) / 2)];
+	const mid = medianBy(baselines, b => b.rps);
 	scenarios.unshift({
 		name: "baseline: raw Node http, small JSON",
 		rps: mid.rps,
