@@ -121,7 +121,6 @@ export interface ClusterOptions {
 	workers?: number;
 }
 
-
 export function parseLog(line: string): LogLine | undefined {
 	try {
 		const v = JSON.parse(line);
