@@ -120,3 +120,9 @@ export async function publishedToNats(broker: ServiceBroker, timeoutMs = 1000): 
 	await Promise.race([client.flush().catch(() => undefined), late]);
 	clearTimeout(timer);
 }
+
+/** A broadcast the caller's answer must not overtake (a revoked token or a retired key must fail at once everywhere). */
+export async function broadcastBeforeAnswer(broker: ServiceBroker, event: string, payload: object): Promise<void> {
+	await broker.broadcast(event, payload);
+	await publishedToNats(broker);
+}

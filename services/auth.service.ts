@@ -7,7 +7,7 @@ import { PAGE_PARAMS, requireUser, SAFE_TO_RETRY } from "../lib/access";
 import { CHANNELS } from "../lib/channels";
 import { config } from "../lib/config";
 import { badRequest, conflict, forbidden, isUniqueViolation, notFound, tooManyRequests, unauthorized, unprocessable } from "../lib/errors";
-import { publishedToNats } from "../lib/outages";
+import { broadcastBeforeAnswer } from "../lib/outages";
 import type { AppContext } from "../lib/types";
 import type { UserView } from "./users/view";
 import { consumeActionToken, createActionToken, spendAllTokens, type Purpose } from "./auth/action-tokens";
@@ -404,8 +404,8 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 					await this.models.SigningKey.create({ kid: fresh.kid, alg: fresh.alg, private_pem: toPem(fresh), status: "current" }, { transaction: t });
 				});
 				await this.loadKeys();
-				// Every auth replica reloads; gateways drop cached tokens when keys were retired.
-				await this.broker.broadcast("auth.keys.changed", { kid: fresh.kid, retired: !!ctx.params.retire_previous });
+				// Every auth replica reloads; gateways drop cached tokens when keys were retired, before the answer leaves.
+				await broadcastBeforeAnswer(this.broker, "auth.keys.changed", { kid: fresh.kid, retired: !!ctx.params.retire_previous });
 				this.logger.info(`Signing key rotated; ${fresh.kid} signs new tokens`);
 				return { kid: fresh.kid, keys: [...this.keys.keys()] };
 			}
@@ -535,10 +535,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		async revoke(this: This, where: { id?: string | string[]; user_id?: string }, reason: string) {
 			const sids = await revokeSessions(this.models, where, reason);
 			// Every gateway drops cached tokens of these sessions at once: the broadcast is with NATS before the answer leaves.
-			if (sids.length) {
-				await this.broker.broadcast("auth.sessions.revoked", { sids, reason });
-				await publishedToNats(this.broker);
-			}
+			if (sids.length) await broadcastBeforeAnswer(this.broker, "auth.sessions.revoked", { sids, reason });
 			return sids;
 		},
 

@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import { Errors, ServiceBroker, type Context } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
 import { loadConfig } from "../../lib/config";
-import { publishedToNats } from "../../lib/outages";
+import { broadcastBeforeAnswer, publishedToNats } from "../../lib/outages";
 
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
@@ -65,6 +65,16 @@ describe("publishedToNats", () => {
 		const withNats = { transit: { tx: { client: { flush: () => new Promise<void>(r => setTimeout(() => ((flushed = true), r()), 20)) } } } } as unknown as ServiceBroker;
 		await publishedToNats(withNats);
 		expect(flushed).toBe(true);
+	});
+
+	it("broadcastBeforeAnswer returns only once NATS has taken the broadcast", async () => {
+		const steps: string[] = [];
+		const broker = {
+			broadcast: async (event: string) => void steps.push(`broadcast ${event}`),
+			transit: { tx: { client: { flush: async () => void steps.push("flushed") } } }
+		} as unknown as ServiceBroker;
+		await broadcastBeforeAnswer(broker, "auth.sessions.revoked", { sids: ["s1"] });
+		expect(steps).toEqual(["broadcast auth.sessions.revoked", "flushed"]);
 	});
 
 	it("does not hold the answer when NATS does not answer", async () => {
