@@ -376,7 +376,7 @@ async function main(): Promise<void> {
 		"# Benchmarks",
 		"",
 		`Measured ${date} on ${machine.cpus} cores (${machine.cpu_model}), ${machine.memory_gib} GiB, Node ${machine.node}, ${machine.platform}.`,
-		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up at ${CONNECTIONS} connections`,
+		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up, once the warm-up's last requests are answered, at ${CONNECTIONS} connections`,
 		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
 		"bcrypt cost " + BCRYPT_COST + "; only RATE_LIMIT_MAX is raised, since one client IP sends all the load. Any non-2xx answer counts as an error; a scenario with errors is not a result.",
 		`This machine is shared and noisy: compare ratios within one run, not absolute figures across runs. Throughput scenarios run ${ROUNDS} rounds, each the baseline and then the scenario; the round with the median ratio to the baseline just before it is shown (\`baseline_rps\` in results.json), with every round's ratio and p99 in its notes.`,
