@@ -20,7 +20,7 @@ interface MemoryLRUInternals {
  */
 export class MemoryCacher extends Cachers.MemoryLRU {
 	/** Per operation: its calls (count, per-minute rate) and their times. No buckets, as Moleculer registers these. */
-	private readonly ops: Record<Op, Series> = { get: new Series({}, []), set: new Series({}, []), del: new Series({}, []), clean: new Series({}, []) };
+	private readonly ops = Object.fromEntries(OPS.map(op => [op, new Series({}, [])])) as Record<Op, Series>;
 	private found = 0;
 	private readonly foundRate = new Rate();
 	private rateTimer: NodeJS.Timeout | undefined;
