@@ -19,6 +19,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import { SMTPServer } from "smtp-server";
@@ -91,7 +92,7 @@ async function load(opts: autocannon.Options, seconds = SECONDS, warmup = WARMUP
 		const w = await autocannon({ connections: CONNECTIONS, ...opts, duration: warmup });
 		// autocannon stops without waiting for the requests it has in flight, and the node still answers them.
 		// Left running, they would take the first part of the measured window: for 8 logins, most of a second.
-		await new Promise(res => setTimeout(res, w.latency.max + 200));
+		await sleep(w.latency.max + 200);
 	}
 	const r = await autocannon({ connections: CONNECTIONS, ...opts, duration: seconds });
 	// Whole requests per second, but one decimal below 100 (logins): rounding 5.4 to 5 would misstate a ratio.
@@ -325,7 +326,7 @@ async function charges(): Promise<void> {
 	await autocannon({ ...opts(false), duration: 3 });
 	const r = await autocannon({ ...opts(true), duration: CHARGE_SECONDS });
 	const deadline = Date.now() + 15000;
-	while (Date.now() < deadline && [...sentAt.keys()].some(k => !arrivals.has(k))) await new Promise(res => setTimeout(res, 200));
+	while (Date.now() < deadline && [...sentAt.keys()].some(k => !arrivals.has(k))) await sleep(200);
 	scenarios.push({
 		name: `charge (simulated provider, PostgreSQL) at ${CHARGE_RATE}/s`,
 		rps: Math.round(r.requests.average),
