@@ -16,6 +16,9 @@ export interface NatsServer {
 	stop(): Promise<void>;
 	/** Stops it, stays down for `downMs`, starts it again on the same port and store. */
 	restart(downMs?: number): Promise<void>;
+	/** Freezes the process (SIGSTOP): connections stay open and nothing is answered, until `resume`. */
+	pause(): void;
+	resume(): void;
 }
 
 /** A nats-server with JetStream on its own port and store dir; restarts keep both. */
@@ -53,6 +56,12 @@ export function natsServer(port: number, storeDir: string): NatsServer {
 		async stop() {
 			if (running()) proc!.kill("SIGTERM");
 			await exited;
+		},
+		pause() {
+			if (running()) proc!.kill("SIGSTOP");
+		},
+		resume() {
+			if (running()) proc!.kill("SIGCONT");
 		},
 		async restart(downMs = 0) {
 			await api.stop();

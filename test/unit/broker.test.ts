@@ -1,8 +1,14 @@
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { Errors, ServiceBroker, type Context } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
 import { loadConfig } from "../../lib/config";
 import { broadcastBeforeAnswer, publishedToNats } from "../../lib/outages";
+import { natsServer, type NatsServer } from "../helpers/nats-server";
+import { freePort } from "../helpers/node-process";
+import { waitFor } from "../helpers/wait";
 
 const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
@@ -56,30 +62,60 @@ describe("broker options: a remote call that times out", () => {
 	});
 });
 
-describe("publishedToNats", () => {
-	it("returns at once without NATS, and waits for NATS to take what was published", async () => {
-		const local = new ServiceBroker({ logger: false });
-		await expect(publishedToNats(local)).resolves.toBeUndefined();
+/**
+ * On a nats-server of the test's own, frozen with SIGSTOP to stand for a NATS that takes nothing (the
+ * connection stays open, no PING is answered), and thawed with SIGCONT.
+ */
+describe("publishedToNats and broadcastBeforeAnswer", () => {
+	let nats: NatsServer;
+	let storeDir: string;
+	const brokers: ServiceBroker[] = [];
+	const received: unknown[] = [];
+	let sender: ServiceBroker;
 
-		let flushed = false;
-		const withNats = { transit: { tx: { client: { flush: () => new Promise<void>(r => setTimeout(() => ((flushed = true), r()), 20)) } } } } as unknown as ServiceBroker;
-		await publishedToNats(withNats);
-		expect(flushed).toBe(true);
+	beforeAll(async () => {
+		storeDir = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-flush-nats-"));
+		nats = natsServer(await freePort(), storeDir);
+		await nats.start();
+		const namespace = `f${crypto.randomBytes(4).toString("hex")}`;
+		for (const id of ["sender", "receiver"]) {
+			brokers.push(new ServiceBroker({ nodeID: `${namespace}-${id}`, namespace, transporter: { type: "NATS", options: { url: nats.url } }, logger: false }));
+		}
+		[sender] = brokers;
+		brokers[1].createService({ name: "listener", events: { "t.revoked"(ctx: Context) { received.push(ctx.params); } } });
+		await Promise.all(brokers.map(b => b.start()));
+		await sender.waitForServices("listener", 10000);
+	});
+	afterAll(async () => {
+		nats.resume();
+		await Promise.all(brokers.map(b => b.stop()));
+		await nats.stop();
+		fs.rmSync(storeDir, { recursive: true, force: true });
 	});
 
-	it("broadcastBeforeAnswer returns only once NATS has taken the broadcast", async () => {
-		const steps: string[] = [];
-		const broker = {
-			broadcast: async (event: string) => void steps.push(`broadcast ${event}`),
-			transit: { tx: { client: { flush: async () => void steps.push("flushed") } } }
-		} as unknown as ServiceBroker;
-		await broadcastBeforeAnswer(broker, "auth.sessions.revoked", { sids: ["s1"] });
-		expect(steps).toEqual(["broadcast auth.sessions.revoked", "flushed"]);
+	it("returns at once without NATS", async () => {
+		await expect(publishedToNats(new ServiceBroker({ logger: false }))).resolves.toBeUndefined();
 	});
 
-	it("does not hold the answer when NATS does not answer", async () => {
-		const stuck = { transit: { tx: { client: { flush: () => new Promise<void>(() => undefined) } } } } as unknown as ServiceBroker;
-		// Settles (the test would time out otherwise), though the flush never does.
-		await expect(publishedToNats(stuck, 50)).resolves.toBeUndefined();
+	it("broadcastBeforeAnswer waits while NATS takes nothing, returns once it does, and the other node gets the event", async () => {
+		nats.pause();
+		let settled = false;
+		const answered = broadcastBeforeAnswer(sender, "t.revoked", { sids: ["s1"] }).then(() => (settled = true));
+		await new Promise(r => setTimeout(r, 300));
+		expect(settled).toBe(false);
+		nats.resume();
+		await answered;
+		await waitFor(() => received.length === 1 || undefined, "the receiver to get the event");
+		expect(received).toEqual([{ sids: ["s1"] }]);
+	});
+
+	it("does not hold the answer past its limit when NATS never answers", async () => {
+		nats.pause();
+		try {
+			// Settles (the test would time out otherwise), though NATS answers nothing.
+			await expect(publishedToNats(sender, 200)).resolves.toBeUndefined();
+		} finally {
+			nats.resume();
+		}
 	});
 });
