@@ -11,6 +11,7 @@ import type { Config } from "./config";
 import { requestScope, RequestScopeMiddleware } from "./request-context";
 import { eventLoopLagMetrics } from "./process-metrics";
 import { natsBatching } from "./nats-batching";
+import { RenewedMap } from "./renewed-map";
 import { requestMetrics } from "./request-metrics";
 import { tracingOptions } from "./tracing";
 
@@ -83,6 +84,20 @@ export const SettleTimedOutCalls = {
 			});
 			return Promise.race([p, late]).finally(() => clearTimeout(timer));
 		};
+	}
+} as unknown as Middleware;
+
+/**
+ * Moleculer keeps the remote calls awaiting an answer in `transit.pendingRequests`, a Map that gains and
+ * loses an entry with each call: a RenewedMap instead (lib/renewed-map.ts says why).
+ */
+export const RenewedPendingRequests = {
+	name: "RenewedPendingRequests",
+	created(broker: ServiceBroker) {
+		const transit = broker.transit as unknown as { pendingRequests?: unknown } | undefined;
+		if (!transit) return;
+		if (transit.pendingRequests instanceof Map && transit.pendingRequests.size === 0) transit.pendingRequests = new RenewedMap();
+		else process.emitWarning("transit.pendingRequests is not an empty Map: this Moleculer is not the version lib/broker.ts's RenewedPendingRequests was written for");
 	}
 } as unknown as Middleware;
 
@@ -161,6 +176,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			channelsMiddleware(cfg),
 			RequestScopeMiddleware,
 			SettleTimedOutCalls,
+			RenewedPendingRequests,
 			healthServer(cfg.HEALTH_PORT),
 			eventLoopLagMetrics(),
 			DrainBeforeStop,

@@ -7,6 +7,7 @@ import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
 import { batchResponses } from "../lib/http-batching";
 import { unauthorized } from "../lib/errors";
+import { RenewedSet } from "../lib/renewed-map";
 import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
 import { sendAdminAsset, sendAdminPage } from "./api/admin-panel";
@@ -49,7 +50,7 @@ interface Vars {
 	trust: (addr: string, i: number) => boolean;
 	server: HttpServer;
 	/** Responses not yet finished, and whether the server is draining (see `drain`). */
-	inFlight: Set<Res>;
+	inFlight: RenewedSet<Res>;
 	draining: boolean;
 }
 type Methods = {
@@ -411,7 +412,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	},
 
 	async started(this: This) {
-		this.inFlight = new Set();
+		// Not a Set: lib/renewed-map.ts says why.
+		this.inFlight = new RenewedSet();
 		this.draining = false;
 		this.server?.prependListener("request", (_req: IncomingMessage, res: Res) => {
 			if (this.draining) res.setHeader("Connection", "close");

@@ -6,6 +6,7 @@ import { Errors, ServiceBroker, type Context } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
 import { loadConfig } from "../../lib/config";
 import { broadcastBeforeAnswer, publishedToNats } from "../../lib/outages";
+import { RenewedMap } from "../../lib/renewed-map";
 import { natsServer, type NatsServer } from "../helpers/nats-server";
 import { freePort } from "../helpers/node-process";
 import { waitFor } from "../helpers/wait";
@@ -44,6 +45,14 @@ describe("broker options: a remote call that times out", () => {
 	afterAll(async () => {
 		hung.forEach(release => release());
 		await Promise.allSettled([callee?.stop(), caller?.stop()]);
+	});
+
+	it("keeps the calls awaiting an answer in a RenewedMap, and every one of 300 concurrent calls is answered", async () => {
+		const pending = (caller.transit as unknown as { pendingRequests: RenewedMap<string, unknown> }).pendingRequests;
+		expect(pending).toBeInstanceOf(RenewedMap);
+		const answers = await Promise.all(Array.from({ length: 300 }, () => caller.call("slow.fast")));
+		expect(answers.every(a => a === "fast")).toBe(true);
+		expect(pending.size).toBe(0);
 	});
 
 	it("is answered with RequestTimeoutError, forgotten by the tracker and counted by the circuit breaker", async () => {

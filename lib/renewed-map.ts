@@ -1,0 +1,102 @@
+/**
+ * A Map and a Set for entries that come and go with each request (the requests in flight), copied into a
+ * new one every `RENEW_EVERY` additions.
+ *
+ * Why: V8 puts the table a Map or Set rehashes into in the generation of the table it replaces, and a
+ * replaced table keeps every key and value it held until the next full GC. A busy Map rehashes every few
+ * dozen additions; once its table is in the old generation (a full GC puts a live young table there), each
+ * replaced table is old garbage still pointing at the requests that were in flight, and every scavenge
+ * treats it as a root: nearly every request then survives two scavenges and is promoted. Measured on the
+ * embedded node (users/me, 50 connections): 6 KB promoted per request instead of 30 B, and CPU per request
+ * 90-110 µs instead of 60-80 µs, for good, after the first full GC under load. A copy starts with a young
+ * table, which a busy Map replaces before it lives through two scavenges.
+ */
+const RENEW_EVERY = 64;
+
+export class RenewedMap<K, V> {
+	private map = new Map<K, V>();
+	private added = 0;
+
+	get size(): number {
+		return this.map.size;
+	}
+
+	get(key: K): V | undefined {
+		return this.map.get(key);
+	}
+
+	has(key: K): boolean {
+		return this.map.has(key);
+	}
+
+	set(key: K, value: V): this {
+		if (++this.added >= RENEW_EVERY) {
+			this.added = 0;
+			this.map = new Map(this.map);
+		}
+		this.map.set(key, value);
+		return this;
+	}
+
+	delete(key: K): boolean {
+		return this.map.delete(key);
+	}
+
+	clear(): void {
+		this.map = new Map();
+	}
+
+	forEach(fn: (value: V, key: K, map: this) => void): void {
+		// Over a snapshot: the callback may delete entries (Moleculer's transit does).
+		for (const [k, v] of [...this.map]) fn(v, k, this);
+	}
+
+	keys(): IterableIterator<K> {
+		return this.map.keys();
+	}
+
+	values(): IterableIterator<V> {
+		return this.map.values();
+	}
+
+	entries(): IterableIterator<[K, V]> {
+		return this.map.entries();
+	}
+
+	[Symbol.iterator](): IterableIterator<[K, V]> {
+		return this.map.entries();
+	}
+}
+
+export class RenewedSet<T> {
+	private readonly map = new RenewedMap<T, true>();
+
+	get size(): number {
+		return this.map.size;
+	}
+
+	add(value: T): this {
+		this.map.set(value, true);
+		return this;
+	}
+
+	has(value: T): boolean {
+		return this.map.has(value);
+	}
+
+	delete(value: T): boolean {
+		return this.map.delete(value);
+	}
+
+	clear(): void {
+		this.map.clear();
+	}
+
+	values(): IterableIterator<T> {
+		return this.map.keys();
+	}
+
+	[Symbol.iterator](): IterableIterator<T> {
+		return this.map.keys();
+	}
+}
