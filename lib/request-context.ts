@@ -11,7 +11,10 @@ export const requestScope = new AsyncLocalStorage<RequestScope>();
 const scoped =
 	<H extends (ctx: Context) => unknown>(handler: H) =>
 	(ctx: Context) =>
-		requestScope.run({ requestID: ctx.requestID }, () => handler(ctx));
+		// A local call made inside its request's scope (the gateway's `rest` calling an action) keeps it.
+		requestScope.getStore()?.requestID === ctx.requestID && ctx.requestID != null
+			? handler(ctx)
+			: requestScope.run({ requestID: ctx.requestID }, () => handler(ctx));
 
 /** Runs every local action, event and channel handler inside its request's scope, so logs carry the request id. */
 export const RequestScopeMiddleware: Middleware = {

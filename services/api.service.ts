@@ -173,6 +173,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			if (action && PUBLIC_ACTIONS.has(action)) return null;
 			const header = req.headers.authorization;
 			if (!header) throw unauthorized("missing bearer token");
+			// A token verified before is found by the header's text; only a new one has its format checked.
+			const known = header.startsWith("Bearer ") ? this.tokens.get(header.slice(7)) : undefined;
+			if (known) return known;
 			const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(header);
 			if (!match) throw unauthorized("malformed Authorization header; expected: Bearer <access_token>");
 			return this.verifyToken(ctx, match[1]);
@@ -408,7 +411,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 				}
 			}
 		];
-		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute(route));
+		// Without access lines, moleculer-web still times and formats each one unless the route says `logging: false`.
+		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute({ logging: accessLines !== null, ...route }));
 	},
 
 	async started(this: This) {
