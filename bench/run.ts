@@ -3,14 +3,15 @@
  * autocannon, each scenario for a fixed time after a warm-up, and writes bench/results.json and a table
  * in BENCHMARKS.md. Scenarios:
  *   1. baseline: a raw Node http server answering a small JSON (the ceiling for one Node process here),
- *      measured again right before each round of each throughput scenario, whose ratio is to that measurement;
+ *      measured again before and after each round of each throughput scenario, whose ratio is to their mean;
  *   2. GET /health on the embedded default (one node, SQLite);
  *   3. authenticated GET /api/v1/users/me on the embedded default;
  *   4. the same through a gateway node to a users node over NATS (auth on a third node), with PostgreSQL;
  *   5. login (bcrypt-bound) against the bcrypt ceiling measured in this run (cores ÷ time of one hash),
  *      and users/me at a fixed rate alone and while logins saturate the CPU (its p99 must not double);
  *   6. charge on the simulated provider (PostgreSQL) at a steady rate, and charge → receipt email latency;
- *   7. RSS of each node idle and at the end of its load.
+ *   7. RSS of each node idle and at the end of its load;
+ *   and, for comparison, the framework's floor: moleculer-web to one local action on Moleculer's defaults.
  * Nothing asserts timings; a scenario with errors is reported as such, not as a result.
  * The only setting changed from the defaults is RATE_LIMIT_MAX (one client IP sends all the load).
  */
@@ -25,6 +26,7 @@ import bcrypt from "bcrypt";
 import { SMTPServer } from "smtp-server";
 import { deleteStreams } from "../lib/channels";
 import { createDatabases, type TestDatabases } from "../test/helpers/pg";
+import { NODE_FLAGS } from "../lib/node-flags";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -36,7 +38,7 @@ const NOTES_MARKER = "<!-- notes: kept by npm run bench -->";
 const CHARGE_SECONDS = Number(process.env.BENCH_CHARGE_SECONDS ?? 20);
 const NATS_URL = process.env.BENCH_NATS_URL ?? "nats://127.0.0.1:4222";
 const BCRYPT_COST = Number(process.env.BCRYPT_COST ?? 12);
-const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
 
 interface Scenario {
 	name: string;
@@ -45,7 +47,7 @@ interface Scenario {
 	p99_ms: number;
 	errors: number;
 	ratio_to_baseline?: number;
-	/** The baseline measured right before the reported round, which its ratio is to. */
+	/** The mean of the baselines measured right before and right after the reported round, which its ratio is to. */
 	baseline_rps?: number;
 	notes?: string;
 }
@@ -146,9 +148,10 @@ async function databases(services: string[]): Promise<TestDatabases> {
 
 /**
  * 1. The ceiling: a raw http server in its own process, kept up for the whole run and measured again
- * right before each round of each throughput scenario. This shared machine's speed drifts (one run's
- * baseline went from 17 000 to 40 000 rps between runs, and one scenario measured 0.20 to 0.25 of it over
- * four runs), so each ratio is to the baseline of its own moment, and the median round is reported.
+ * before and after each round of each throughput scenario. This shared machine's speed drifts (one run's
+ * baseline went from 17 000 to 40 000 rps between runs, and from 51 000 to 81 000 within one run), so each
+ * ratio is to the baseline of its own moment (the mean of the measurements either side of the round), and
+ * the median of five rounds is reported.
  */
 const baselines: Load[] = [];
 let baselineUrl = "";
@@ -170,16 +173,20 @@ async function baselineNow(): Promise<number> {
 }
 
 /**
- * A throughput scenario in ROUNDS rounds, each the baseline and then the scenario; each round's ratio is
- * to the baseline just before it. The round with the median ratio is reported (its rate, latencies and
- * baseline), every round's ratio and p99 in the notes, and the errors of all rounds.
+ * A throughput scenario in ROUNDS rounds, each between two measurements of the baseline (a round's after
+ * is the next one's before); each round's ratio is to the mean of the two. The round with the median ratio
+ * is reported (its rate, latencies and baseline), every round's ratio and p99 in the notes, and the errors
+ * of all rounds.
  */
 async function throughput(name: string, opts: autocannon.Options): Promise<void> {
 	const rounds: Array<{ ceiling: number; r: Load; ratio: number }> = [];
+	let before = await baselineNow();
 	for (let i = 0; i < ROUNDS; i++) {
-		const ceiling = await baselineNow();
 		const r = await load(opts);
+		const after = await baselineNow();
+		const ceiling = Math.round((before + after) / 2);
 		rounds.push({ ceiling, r, ratio: r.rps / ceiling });
+		before = after;
 	}
 	const mid = medianBy(rounds, x => x.ratio);
 	scenarios.push({
@@ -192,6 +199,27 @@ async function throughput(name: string, opts: autocannon.Options): Promise<void>
 		ratio_to_baseline: Number(mid.ratio.toFixed(2)),
 		notes: rounds.length > 1 ? `median of ${rounds.length} rounds; ratios ${rounds.map(x => x.ratio.toFixed(2)).join(", ")}; p99 ${rounds.map(x => x.r.p99).join(", ")} ms` : undefined
 	});
+}
+
+/**
+ * The framework's own floor, for comparison: moleculer-web routing `GET /api/v1/users/me` to one local
+ * action that returns a fixed profile, on a broker with Moleculer's default options and nothing of this
+ * project (no auth, rate limit, breakers, timeouts, metrics or cache). The issue's anchor "moleculer-web
+ * to a local action".
+ */
+async function frameworkFloor(): Promise<void> {
+	const port = await freePort();
+	const code = `const { ServiceBroker } = require("moleculer");
+const ApiGateway = require("moleculer-web");
+const broker = new ServiceBroker({ logger: false });
+broker.createService({ name: "users", actions: { me: () => ({ id: "0b2eb012-31af-4500-afc2-b8f6ca923181", email: "bench@example.com", name: "Bench", phone: null, roles: ["user"], email_verified: true, kyc_status: "none", created_at: "2026-11-27T00:00:00.000Z" }) } });
+broker.createService({ name: "api", mixins: [ApiGateway], settings: { ip: "127.0.0.1", port: ${port}, logRequest: null, logResponse: null, routes: [{ path: "/api/v1", aliases: { "GET /users/me": "users.me" }, bodyParsers: false }] } });
+broker.start();`;
+	const proc: ChildProcess = spawn(process.execPath, [...NODE_FLAGS, "-e", code], { cwd: ROOT, stdio: "ignore" });
+	cleanups.push(async () => proc.kill());
+	const url = `http://127.0.0.1:${port}/api/v1/users/me`;
+	await waitForStatus(url, 200);
+	await throughput("framework floor: moleculer-web → one local action, Moleculer's default options, nothing of this project", { url });
 }
 
 /** 2, 3, 5: the embedded default. */
@@ -352,6 +380,7 @@ async function main(): Promise<void> {
 	const want = (name: string) => !only.length || only.includes(name);
 	try {
 		await startBaseline();
+		if (want("floor")) await frameworkFloor();
 		if (want("embedded")) await embedded();
 		if (want("nats")) await overNats();
 		if (want("charges")) await charges();
@@ -367,7 +396,7 @@ async function main(): Promise<void> {
 		p99_ms: mid.p99,
 		errors: baselines.reduce((n, b) => n + b.errors, 0),
 		ratio_to_baseline: 1,
-		notes: `median of ${baselines.length} measurements, one before each round of each throughput scenario: ${baselines.map(b => b.rps).join(", ")} rps`
+		notes: `median of ${baselines.length} measurements, one before and after each round of each throughput scenario: ${baselines.map(b => b.rps).join(", ")} rps`
 	});
 
 	const machine = { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.type()} ${os.release()}` };
@@ -380,7 +409,7 @@ async function main(): Promise<void> {
 		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up, once the warm-up's last requests are answered, at ${CONNECTIONS} connections`,
 		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
 		"bcrypt cost " + BCRYPT_COST + "; only RATE_LIMIT_MAX is raised, since one client IP sends all the load. Any non-2xx answer counts as an error; a scenario with errors is not a result.",
-		`This machine is shared and noisy: compare ratios within one run, not absolute figures across runs. Throughput scenarios run ${ROUNDS} rounds, each the baseline and then the scenario; the round with the median ratio to the baseline just before it is shown (\`baseline_rps\` in results.json), with every round's ratio and p99 in its notes.`,
+		`This machine is shared and noisy: compare ratios within one run, not absolute figures across runs. Throughput scenarios run ${ROUNDS} rounds, each between two measurements of the baseline, and each round's ratio is to their mean; the round with the median ratio is shown (\`baseline_rps\` in results.json), with every round's ratio and p99 in its notes.`,
 		"",
 		"| scenario | rps | p50 ms | p99 ms | errors | ratio to baseline | notes |",
 		"|---|---|---|---|---|---|---|",
