@@ -7,9 +7,10 @@
  * dozen additions; once its table is in the old generation (a full GC puts a live young table there), each
  * replaced table is old garbage still pointing at the requests that were in flight, and every scavenge
  * treats it as a root: nearly every request then survives two scavenges and is promoted. Measured on the
- * embedded node (users/me, 50 connections): 6 KB promoted per request instead of 30 B, and CPU per request
- * 90-110 µs instead of 60-80 µs, for good, after the first full GC under load. A copy starts with a young
- * table, which a busy Map replaces before it lives through two scavenges.
+ * embedded node (users/me, 50 connections, interleaved rounds): 4-6 KB promoted per request instead of
+ * 30-100 B, and CPU per request about a third higher, for good, from the first full GC under load on
+ * (BENCHMARKS.md). A copy starts with a young table, which a busy map replaces before it lives through two
+ * scavenges.
  */
 const RENEW_EVERY = 64;
 
