@@ -12,8 +12,8 @@ import { CURRENCIES } from "./payments/currencies";
 import { defineModels, toPayment, type PaymentModels, type PaymentRow, type PaymentView } from "./payments/models";
 import { migrations } from "./payments/migrations";
 import { beginIdempotent, completeIdempotent, fingerprint, forgetIdempotent, releaseIdempotent, type StoredResponse } from "./payments/idempotency";
-import { createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
-import { applyTarget, type Target } from "./payments/state";
+import { chargeRequest, createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
+import { applyTarget, targetOfCharge, type Target } from "./payments/state";
 import { effectOf, verifyWebhook, type EventEffect } from "./payments/webhooks";
 import { candidates as reconcileCandidates, cleanup as cleanupPayments, ingestEvent, reconcileOne, syncEvents as syncProviderEvents, type ReconcileHost } from "./payments/reconcile";
 import { QueryTypes, type Model, type Transaction } from "sequelize";
@@ -41,7 +41,7 @@ interface Vars {
 type Methods = DbMethods &
 	OutboxMethods & {
 		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string): Promise<StoredResponse>;
-		finalizeCharge(paymentId: string, result: ChargeResult | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
+		finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
 		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
 		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined): Promise<number>;
@@ -365,15 +365,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 
 			let result: ChargeResult;
 			try {
-				result = await this.provider.charge({
-					amount: Number(p.amount),
-					currency: p.currency,
-					paymentMethod: p.payment_method,
-					description: p.description,
-					// Derived from our payment id: after a crash, the retry reaches the same PaymentIntent.
-					idempotencyKey: `payment:${p.id}`,
-					metadata: { payment_id: p.id, user_id: p.user_id }
-				});
+				result = await this.provider.charge(chargeRequest(p));
 			} catch (err) {
 				// Unknown outcome: the payment stays processing and the key is released for an immediate, safe retry.
 				this.logger.warn(`Charge ${p.id} did not reach a result: ${(err as Error).message}`);
@@ -391,23 +383,15 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 					{ field: result.field, message: `${result.field} is not valid: ${result.message}` }
 				]);
 			}
-			return this.finalizeCharge(paymentId, result, userId, key, ctx.requestID);
+			return this.finalizeCharge(paymentId, targetOfCharge(result), userId, key, ctx.requestID);
 		},
 
-		/** One transaction: the payment's final state, its outbox event, and the key's stored answer. */
-		async finalizeCharge(this: This, paymentId: string, result: ChargeResult | null, userId: string, key: string, requestId: string | null) {
+		/** One transaction: the payment's final state (where `target` takes it), its outbox event, and the key's stored answer. */
+		async finalizeCharge(this: This, paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null) {
 			let intentId: string | null = null;
 			const response = await this.transaction(async t => {
 				const p = (await this.models.Payment.findByPk(paymentId, { transaction: t, lock: t.LOCK.UPDATE })) as PaymentInstance;
-				if (result && result.outcome !== "invalid") {
-					const target: Target =
-						result.outcome === "succeeded"
-							? { kind: "succeeded", intentId: result.intentId }
-							: result.outcome === "declined"
-								? { kind: "failed", reason: result.reason, intentId: result.intentId }
-								: { kind: "attach", intentId: result.intentId };
-					await this.apply(t, p, target, requestId);
-				}
+				if (target) await this.apply(t, p, target, requestId);
 				await this.applyPendingEvents(t, p, requestId);
 				intentId = p.provider_payment_id;
 				const answer = responseFor(p);

@@ -3,8 +3,8 @@ import type { Logger } from "moleculer";
 import { isUniqueViolation } from "../../lib/errors";
 import { deleteExpiredKeys, type StoredResponse } from "./idempotency";
 import type { PaymentModels, PaymentRow } from "./models";
-import type { ChargeResult, PaymentProvider, ProviderEvent, ProviderIntent } from "./providers";
-import type { Target } from "./state";
+import { chargeRequest, type PaymentProvider, type ProviderEvent, type ProviderIntent } from "./providers";
+import { targetOfCharge, type Target } from "./state";
 import { effectOf, type EventEffect } from "./webhooks";
 
 // Reconciliation and clean-up for the jobs service: drift is fixed through the service's own state
@@ -20,7 +20,7 @@ export interface ReconcileHost {
 	logger: Logger;
 	transaction<T>(fn: (t: Transaction) => Promise<T>): Promise<T>;
 	apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
-	finalizeCharge(paymentId: string, result: ChargeResult | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
+	finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 	lockPaymentForEvent(t: Transaction, effect: EventEffect): Promise<PaymentInstance | null>;
 	settlePending(intentId: string, requestId: string | null | undefined): Promise<void>;
 	kickOutbox(): void;
@@ -72,17 +72,10 @@ export async function reconcileOne(host: ReconcileHost, id: string, requestId: s
 	if (!p.provider_payment_id) {
 		if (p.status !== "processing") return { id, fixed: false };
 		// A charge that stopped before it learnt its PaymentIntent: the same provider key reaches the same intent.
-		const result = await host.provider.charge({
-			amount: Number(p.amount),
-			currency: p.currency,
-			paymentMethod: p.payment_method,
-			description: p.description,
-			idempotencyKey: `payment:${p.id}`,
-			metadata: { payment_id: p.id, user_id: p.user_id }
-		});
+		const result = await host.provider.charge(chargeRequest(p));
 		if (result.outcome === "invalid") return { id, fixed: false, mismatch: { id, was, provider: "invalid", now: was } };
 		providerStatus = result.outcome;
-		target = result.outcome === "succeeded" ? { kind: "succeeded", intentId: result.intentId } : result.outcome === "declined" ? { kind: "failed", reason: result.reason, intentId: result.intentId } : { kind: "attach", intentId: result.intentId };
+		target = targetOfCharge(result);
 		if (result.intentId) {
 			const intent = await host.provider.retrieveIntent(result.intentId);
 			const t2 = intent ? targetOf(intent) : null;
@@ -98,15 +91,7 @@ export async function reconcileOne(host: ReconcileHost, id: string, requestId: s
 
 	if (key && p.status === "processing") {
 		// The charge's own ending: state, outbox event and the key's stored answer, in one transaction.
-		const result: ChargeResult | null =
-			target.kind === "failed" ? { outcome: "declined", intentId: target.intentId ?? null, reason: target.reason, message: "declined" } : null;
-		if (!result) {
-			await host.transaction(async t => {
-				const locked = (await host.models.Payment.findByPk(id, { transaction: t, lock: t.LOCK.UPDATE })) as PaymentInstance;
-				await host.apply(t, locked, target!, requestId);
-			});
-		}
-		await host.finalizeCharge(id, result, key.user_id, key.idem_key, requestId);
+		await host.finalizeCharge(id, target, key.user_id, key.idem_key, requestId);
 	} else {
 		const written = await host.transaction(async t => {
 			const locked = (await host.models.Payment.findByPk(id, { transaction: t, lock: t.LOCK.UPDATE })) as PaymentInstance;

@@ -2,6 +2,7 @@ import type { Model, Sequelize, Transaction } from "sequelize";
 import { CHANNELS } from "../../lib/channels";
 import type { OutboxEvent } from "../../mixins/outbox.mixin";
 import { toPayment, type PaymentRow, type PaymentStatus } from "./models";
+import type { ChargeResult } from "./providers";
 import { nextReceiptNumber } from "./receipts";
 
 // The payment state machine. States only move forward:
@@ -20,6 +21,18 @@ export type Target =
 	| { kind: "failed"; reason: string; intentId?: string | null }
 	/** `totalRefunded` is the whole amount refunded so far (not this refund alone). */
 	| { kind: "refunded"; totalRefunded: number; intentId?: string | null };
+
+/** Where the provider's answer to a charge takes its payment (an "invalid" answer created nothing). */
+export function targetOfCharge(result: Exclude<ChargeResult, { outcome: "invalid" }>): Target {
+	switch (result.outcome) {
+		case "succeeded":
+			return { kind: "succeeded", intentId: result.intentId };
+		case "declined":
+			return { kind: "failed", reason: result.reason, intentId: result.intentId };
+		case "pending":
+			return { kind: "attach", intentId: result.intentId };
+	}
+}
 
 export interface Step {
 	event: PaymentEventType;

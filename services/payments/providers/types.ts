@@ -11,6 +11,18 @@ export interface ChargeRequest {
 	metadata: Record<string, string>;
 }
 
+/** The charge of one of our payments: its key comes from the payment's id, so a retry after a crash reaches the same PaymentIntent. */
+export function chargeRequest(p: { id: string; user_id: string; amount: number; currency: string; payment_method: string; description?: string | null }): ChargeRequest {
+	return {
+		amount: Number(p.amount),
+		currency: p.currency,
+		paymentMethod: p.payment_method,
+		description: p.description,
+		idempotencyKey: `payment:${p.id}`,
+		metadata: { payment_id: p.id, user_id: p.user_id }
+	};
+}
+
 export type ChargeResult =
 	/** Money taken. */
 	| { outcome: "succeeded"; intentId: string }
