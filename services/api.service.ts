@@ -181,9 +181,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			return this.verifyToken(ctx, match[1]);
 		},
 
+		/** Asks auth about a token the cache does not hold (authenticate looked), and keeps the answer. */
 		async verifyToken(this: This, ctx: Context, token: string) {
-			const cached = this.tokens.get(token);
-			if (cached) return cached;
 			const user = await ctx.call<AuthUser, { token: string }>("auth.verify", { token });
 			this.tokens.set(token, user);
 			return user;
