@@ -89,14 +89,6 @@ export class RenewedSet<T> {
 		return this.map.delete(value);
 	}
 
-	clear(): void {
-		this.map.clear();
-	}
-
-	values(): IterableIterator<T> {
-		return this.map.keys();
-	}
-
 	[Symbol.iterator](): IterableIterator<T> {
 		return this.map.keys();
 	}
