@@ -156,13 +156,21 @@ async function databases(services: string[]): Promise<TestDatabases> {
 const baselines: Load[] = [];
 let baselineUrl = "";
 
-async function startBaseline(): Promise<void> {
+/** Runs `code(port)` in a node of its own, stopped at the end of the run; resolves with the URL of `urlPath` once it answers 200. */
+async function serve(code: (port: number) => string, urlPath: string, nodeFlags: string[] = []): Promise<string> {
 	const port = await freePort();
-	const code = `require("http").createServer((q, s) => { const b = JSON.stringify({ status: "ok" }); s.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(b) }); s.end(b); }).listen(${port}, "127.0.0.1")`;
-	const proc: ChildProcess = spawn(process.execPath, ["-e", code], { stdio: "ignore" });
+	const proc: ChildProcess = spawn(process.execPath, [...nodeFlags, "-e", code(port)], { cwd: ROOT, stdio: "ignore" });
 	cleanups.push(async () => proc.kill());
-	baselineUrl = `http://127.0.0.1:${port}/`;
-	await waitForStatus(baselineUrl, 200);
+	const url = `http://127.0.0.1:${port}${urlPath}`;
+	await waitForStatus(url, 200);
+	return url;
+}
+
+async function startBaseline(): Promise<void> {
+	baselineUrl = await serve(
+		port => `require("http").createServer((q, s) => { const b = JSON.stringify({ status: "ok" }); s.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(b) }); s.end(b); }).listen(${port}, "127.0.0.1")`,
+		"/"
+	);
 }
 
 /** Measures the baseline now; returns its rate. */
@@ -208,17 +216,13 @@ async function throughput(name: string, opts: autocannon.Options): Promise<void>
  * to a local action".
  */
 async function frameworkFloor(): Promise<void> {
-	const port = await freePort();
-	const code = `const { ServiceBroker } = require("moleculer");
+	const code = (port: number) => `const { ServiceBroker } = require("moleculer");
 const ApiGateway = require("moleculer-web");
 const broker = new ServiceBroker({ logger: false });
 broker.createService({ name: "users", actions: { me: () => ({ id: "0b2eb012-31af-4500-afc2-b8f6ca923181", email: "bench@example.com", name: "Bench", phone: null, roles: ["user"], email_verified: true, kyc_status: "none", created_at: "2026-11-27T00:00:00.000Z" }) } });
 broker.createService({ name: "api", mixins: [ApiGateway], settings: { ip: "127.0.0.1", port: ${port}, logRequest: null, logResponse: null, routes: [{ path: "/api/v1", aliases: { "GET /users/me": "users.me" }, bodyParsers: false }] } });
 broker.start();`;
-	const proc: ChildProcess = spawn(process.execPath, [...NODE_FLAGS, "-e", code], { cwd: ROOT, stdio: "ignore" });
-	cleanups.push(async () => proc.kill());
-	const url = `http://127.0.0.1:${port}/api/v1/users/me`;
-	await waitForStatus(url, 200);
+	const url = await serve(code, "/api/v1/users/me", NODE_FLAGS);
 	await throughput("framework floor: moleculer-web → one local action, Moleculer's default options, nothing of this project", { url });
 }
 
