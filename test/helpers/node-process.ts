@@ -17,12 +17,21 @@ function canListen(port: number): Promise<boolean> {
 }
 
 /**
- * A port free to listen on, never handed out before in this process, and below Linux's ephemeral range
- * (32768+): an outgoing connection of some other process cannot take it between now and the bind.
+ * Jest runs test files in several worker processes at once; each draws from its own quarter of the range,
+ * so two workers cannot hand out the same port (one did: a cluster's gateway met EADDRINUSE on a port
+ * another worker had just taken).
+ */
+const SLICE = 3000;
+const sliceStart = 20000 + ((Number(process.env.JEST_WORKER_ID ?? 1) - 1) % 4) * SLICE;
+
+/**
+ * A port free to listen on, never handed out before in this process or by another Jest worker, and below
+ * Linux's ephemeral range (32768+): an outgoing connection of some other process cannot take it between
+ * now and the bind.
  */
 export async function freePort(): Promise<number> {
 	for (;;) {
-		const port = 20000 + crypto.randomInt(12000);
+		const port = sliceStart + crypto.randomInt(SLICE);
 		if (handedOut.has(port)) continue;
 		handedOut.add(port);
 		if (await canListen(port)) return port;
