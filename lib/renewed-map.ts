@@ -1,6 +1,6 @@
 /**
- * A Map and a Set for entries that come and go with each request (the requests in flight), copied into a
- * new one every `RENEW_EVERY` additions.
+ * A Map for entries that come and go with each request (Moleculer's remote calls awaiting an answer),
+ * copied into a new one every `RENEW_EVERY` additions.
  *
  * Why: V8 puts the table a Map or Set rehashes into in the generation of the table it replaces, and a
  * replaced table keeps every key and value it held until the next full GC. A busy Map rehashes every few
@@ -66,30 +66,5 @@ export class RenewedMap<K, V> {
 
 	[Symbol.iterator](): IterableIterator<[K, V]> {
 		return this.map.entries();
-	}
-}
-
-export class RenewedSet<T> {
-	private readonly map = new RenewedMap<T, true>();
-
-	get size(): number {
-		return this.map.size;
-	}
-
-	add(value: T): this {
-		this.map.set(value, true);
-		return this;
-	}
-
-	has(value: T): boolean {
-		return this.map.has(value);
-	}
-
-	delete(value: T): boolean {
-		return this.map.delete(value);
-	}
-
-	[Symbol.iterator](): IterableIterator<T> {
-		return this.map.keys();
 	}
 }

@@ -1,13 +1,12 @@
 import crypto from "node:crypto";
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
 import { batchResponses } from "../lib/http-batching";
 import { unauthorized } from "../lib/errors";
-import { RenewedSet } from "../lib/renewed-map";
 import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
 import { sendAdminAsset, sendAdminPage } from "./api/admin-panel";
@@ -47,11 +46,11 @@ interface Vars {
 	readyServices: string[];
 	tokens: TokenCache;
 	rateLimit: RateLimit;
-	trust: (addr: string, i: number) => boolean;
+	/** Which hops of X-Forwarded-For are trusted proxies; null when none is (the client is the socket's peer). */
+	trust: ((addr: string, i: number) => boolean) | null;
 	server: HttpServer;
-	/** Responses not yet finished, and whether the server is draining (see `drain`). */
-	inFlight: RenewedSet<Res>;
-	draining: boolean;
+	/** Open connections (see `drain`): tracked per connection, so a request costs nothing here. */
+	connections: Set<Socket>;
 }
 type Methods = {
 	authenticate(ctx: Context<unknown, any>, route: unknown, req: Req): Promise<AuthUser | null>;
@@ -69,6 +68,16 @@ function sendJson(res: Res, status: number, body: unknown, headers: Record<strin
 	for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
 	res.end(JSON.stringify(body));
+}
+
+/** The responses being written on these connections (Node sets `_httpMessage` from a request's start to its response's end). */
+function inFlight(connections: Set<Socket>): Res[] {
+	const out: Res[] = [];
+	for (const socket of connections) {
+		const res = (socket as Socket & { _httpMessage?: Res | null })._httpMessage;
+		if (res) out.push(res);
+	}
+	return out;
 }
 
 /** Whether the request carries a body (chunked, or a non-zero Content-Length). */
@@ -111,6 +120,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		rootCallOptions(this: This, options: Record<string, unknown>, req: Req, res: Res) {
 			const requestID = acceptRequestId(req.headers["x-request-id"]) ?? crypto.randomUUID();
 			options.requestID = requestID;
+			// `rest` itself is not tracked for the graceful stop: the drain waits for its HTTP answer, and the
+			// actions it calls are tracked by their own services.
+			options.tracking = false;
 			res.setHeader("X-Request-ID", requestID);
 			res.setHeader("X-Content-Type-Options", "nosniff");
 			res.setHeader("Referrer-Policy", "no-referrer");
@@ -146,14 +158,14 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		async drain(this: This) {
 			const server = this.server;
 			if (!server?.listening) return;
-			this.draining = true;
-			for (const res of this.inFlight) if (!res.headersSent) res.setHeader("Connection", "close");
+			server.prependListener("request", (_req: IncomingMessage, res: Res) => res.setHeader("Connection", "close"));
+			for (const res of inFlight(this.connections)) if (!res.headersSent) res.setHeader("Connection", "close");
 			const closed = new Promise<void>(resolve => server.close(() => resolve()));
 			// A connection whose last answer went out keep-alive before the drain is closed once it is idle.
 			const sweep = setInterval(() => server.closeIdleConnections(), 100);
 			let unanswered = 0;
 			const cut = setTimeout(() => {
-				unanswered = this.inFlight.size;
+				unanswered = inFlight(this.connections).length;
 				server.closeAllConnections();
 			}, config().SHUTDOWN_TIMEOUT_MS);
 			await closed;
@@ -164,7 +176,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		},
 
 		clientIp(this: This, req: Req) {
-			return proxyaddr(req, this.trust);
+			return this.trust ? proxyaddr(req, this.trust) : (req.socket.remoteAddress ?? "");
 		},
 
 		async authenticate(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
@@ -241,7 +253,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		if (this.server) batchResponses(this.server);
 		this.tokens = new TokenCache(cfg.TOKEN_CACHE_TTL_MS);
 		this.readyServices = cfg.READY_SERVICES.split(",").map(v => v.trim()).filter(Boolean);
-		this.trust = proxyaddr.compile(cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean));
+		const proxies = cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean);
+		this.trust = proxies.length ? proxyaddr.compile(proxies) : null;
 		this.rateLimit = createRateLimit({
 			windowMs: cfg.RATE_LIMIT_WINDOW_MS,
 			max: cfg.RATE_LIMIT_MAX,
@@ -249,10 +262,9 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			keyPrefix: `rl:${cfg.NAMESPACE || "default"}`
 		});
 
-		const rateLimited = async (req: Req, res: Res, next: Next) => {
-			try {
-				req.clientIp = this.clientIp(req);
-				const d = await consume(this.rateLimit.limiter, req.clientIp);
+		const rateLimited = (req: Req, res: Res, next: Next) => {
+			req.clientIp = this.clientIp(req);
+			consume(this.rateLimit.limiter, req.clientIp).then(d => {
 				res.setHeader("RateLimit-Limit", String(d.limit));
 				res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
 				res.setHeader("RateLimit-Reset", String(d.resetSeconds));
@@ -260,9 +272,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					return next(Object.assign(new Error("rate limit exceeded"), { code: 429, type: "TOO_MANY_REQUESTS", data: { retry_after: d.resetSeconds } }));
 				}
 				next();
-			} catch (err) {
-				next(err);
-			}
+			}).catch(next);
 		};
 		const rawText = ApiGateway.bodyParser.text({ limit: cfg.BODY_LIMIT_BYTES, type: () => true });
 		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
@@ -415,13 +425,10 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	},
 
 	async started(this: This) {
-		// Not a Set: lib/renewed-map.ts says why.
-		this.inFlight = new RenewedSet();
-		this.draining = false;
-		this.server?.prependListener("request", (_req: IncomingMessage, res: Res) => {
-			if (this.draining) res.setHeader("Connection", "close");
-			this.inFlight.add(res);
-			res.once("close", () => this.inFlight.delete(res));
+		this.connections = new Set();
+		this.server?.on("connection", (socket: Socket) => {
+			this.connections.add(socket);
+			socket.once("close", () => this.connections.delete(socket));
 		});
 		// Without this, the first requests after start would be counted only in this node's memory.
 		await this.rateLimit.ready;

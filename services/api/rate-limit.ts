@@ -41,14 +41,14 @@ export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?
 	return { limiter, ready, close: async () => void redis.disconnect() };
 }
 
-export async function consume(limiter: RateLimiterAbstract, key: string): Promise<RateLimitDecision> {
-	try {
-		const res = await limiter.consume(key, 1);
-		return { allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) };
-	} catch (rej) {
-		if (rej instanceof RateLimiterRes) {
-			return { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) };
+export function consume(limiter: RateLimiterAbstract, key: string): Promise<RateLimitDecision> {
+	return limiter.consume(key, 1).then(
+		res => ({ allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) }),
+		(rej: unknown) => {
+			if (rej instanceof RateLimiterRes) {
+				return { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) };
+			}
+			throw rej;
 		}
-		throw rej;
-	}
+	);
 }

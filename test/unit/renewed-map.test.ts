@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { RenewedMap, RenewedSet } from "../../lib/renewed-map";
+import { RenewedMap } from "../../lib/renewed-map";
 
 describe("RenewedMap", () => {
 	it("behaves as a Map across its renewals: order, lookups, deletes, size", () => {
@@ -41,20 +41,6 @@ describe("RenewedMap", () => {
 		});
 		expect(seen).toHaveLength(100);
 		expect([...map.keys()]).toEqual([...Array(50).keys()].map(i => i * 2));
-	});
-});
-
-describe("RenewedSet", () => {
-	it("behaves as a Set across its renewals", () => {
-		const set = new RenewedSet<object>();
-		const items = [...Array(200).keys()].map(i => ({ i }));
-		for (const item of items) set.add(item);
-		set.add(items[0]);
-		for (const item of items.slice(0, 150)) set.delete(item);
-		expect(set.size).toBe(50);
-		expect([...set]).toEqual(items.slice(150));
-		expect(set.has(items[199])).toBe(true);
-		expect(set.has(items[0])).toBe(false);
 	});
 });
 

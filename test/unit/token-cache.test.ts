@@ -15,6 +15,18 @@ describe("TokenCache", () => {
 		expect(cache.size).toBe(0);
 	});
 
+	it("answers only the token it holds, not another that ends with the same signature", () => {
+		const cache = new TokenCache(60_000);
+		const signature = "S".repeat(86);
+		const u = user("s-1");
+		cache.set(`header.payload-of-alice.${signature}`, u, T0);
+		expect(cache.get(`header.payload-of-alice.${signature}`, T0 + 1)).toEqual(u);
+		// A forged payload under a copied signature is not found, and does not evict the real token.
+		expect(cache.get(`header.payload-of-mallory.${signature}`, T0 + 1)).toBeUndefined();
+		expect(cache.get(`header.payload-of-alice.${signature}`, T0 + 2)).toEqual(u);
+		expect(cache.size).toBe(1);
+	});
+
 	it("drops an entry once the recheck interval has passed", () => {
 		const cache = new TokenCache(10_000);
 		cache.set("tok", user("s-1"), T0);
