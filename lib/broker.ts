@@ -5,6 +5,7 @@ import { Errors, type BrokerOptions, type Context, type Middleware, type Service
 import { bulkhead } from "./bulkhead";
 import { MemoryCacher } from "./cacher";
 import { channelsMiddleware } from "./channels";
+import { contextTracker } from "./context-tracker";
 import { healthServer } from "./health-server";
 import { DatabaseUnavailable, FailFastWhileDisconnected, isOwnDisconnect } from "./outages";
 import type { Config } from "./config";
@@ -13,6 +14,7 @@ import { eventLoopLagMetrics } from "./process-metrics";
 import { natsBatching } from "./nats-batching";
 import { RenewedMap } from "./renewed-map";
 import { requestMetrics } from "./request-metrics";
+import { timeout } from "./timeout";
 import { tracingOptions } from "./tracing";
 
 type LogFn = (...args: unknown[]) => void;
@@ -115,9 +117,13 @@ export const DrainBeforeStop = {
 	}
 } as unknown as Middleware;
 
-/** Moleculer's internal middlewares before Metrics (service-broker.js INTERNAL_MIDDLEWARES), by name; its Bulkhead is replaced by a lean one. */
-const BEFORE_BULKHEAD = ["ActionHook", "Validator"];
-const AFTER_BULKHEAD = ["Cacher", "ContextTracker", "CircuitBreaker", "Timeout", "Retry", "Fallback", "ErrorHandler", "Tracing"];
+/**
+ * Moleculer's internal middlewares before Metrics, in its order (service-broker.js INTERNAL_MIDDLEWARES):
+ * by name, or lean ones of ours in place of its Bulkhead, ContextTracker and Timeout.
+ */
+function internalMiddlewares(): Array<string | Middleware> {
+	return ["ActionHook", "Validator", bulkhead(), "Cacher", contextTracker(), "CircuitBreaker", timeout(), "Retry", "Fallback", "ErrorHandler", "Tracing"];
+}
 
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
@@ -169,8 +175,8 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Per node, bounded; services evict what they change on every node (see users' profile cache).
 		cacher: cfg.CACHE_TTL_S > 0 ? new MemoryCacher({ max: cfg.CACHE_MAX_ENTRIES, ttl: cfg.CACHE_TTL_S }) : undefined,
 		// Channels first: its `localChannel` handlers are then wrapped by RequestScope.
-		// Ours first, then Moleculer's internal ones as it orders them, with its Bulkhead and Metrics replaced by
-		// lean ones (live-metrics.ts says why).
+		// Ours first, then Moleculer's internal ones as it orders them, with its Bulkhead, ContextTracker, Timeout
+		// and Metrics replaced by lean ones.
 		internalMiddlewares: false,
 		middlewares: [
 			channelsMiddleware(cfg),
@@ -182,9 +188,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			DrainBeforeStop,
 			FailFastWhileDisconnected,
 			DatabaseUnavailable,
-			...BEFORE_BULKHEAD,
-			bulkhead(),
-			...AFTER_BULKHEAD,
+			...internalMiddlewares(),
 			requestMetrics(),
 			"Debounce",
 			"Throttle",
