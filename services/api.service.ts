@@ -251,6 +251,11 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		const cfg = config();
 		// moleculer-web created the server in its own created(), which runs first.
 		if (this.server) batchResponses(this.server);
+		this.connections = new Set();
+		this.server?.on("connection", (socket: Socket) => {
+			this.connections.add(socket);
+			socket.once("close", () => this.connections.delete(socket));
+		});
 		this.tokens = new TokenCache(cfg.TOKEN_CACHE_TTL_MS);
 		this.readyServices = cfg.READY_SERVICES.split(",").map(v => v.trim()).filter(Boolean);
 		const proxies = cfg.TRUSTED_PROXIES.split(",").map(s => s.trim()).filter(Boolean);
@@ -425,11 +430,6 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 	},
 
 	async started(this: This) {
-		this.connections = new Set();
-		this.server?.on("connection", (socket: Socket) => {
-			this.connections.add(socket);
-			socket.once("close", () => this.connections.delete(socket));
-		});
 		// Without this, the first requests after start would be counted only in this node's memory.
 		await this.rateLimit.ready;
 		const addr = this.server?.address() as AddressInfo | null;
