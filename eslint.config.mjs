@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-	{ ignores: ["dist/", "node_modules/", "data/", "coverage/", "public/vendor/", "scratch/"] },
+	{ ignores: ["dist/", "node_modules/", "data/", "coverage/", "public/vendor/", "scratch/", ".compare/"] },
 	js.configs.recommended,
 	...tseslint.configs.recommended,
 	{
