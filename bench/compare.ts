@@ -9,6 +9,9 @@
  * standard error are printed and written to .compare/results-<time>.json. Two identical builds differ by
  * about ±3 % per round here, so twelve rounds see a difference of about 3 %. Compare two builds at a time:
  * with three or more, the build started third measured 16–19 % more CPU per request than started second.
+ * And only builds that give the same answers: the load generators share the cores with the nodes, and a
+ * build whose answers make its load generator work less gets more of them (three headers fewer measured
+ * 0.70 here, against 0–15 % less measured alone).
  *
  * A build is a copy of `dist` anywhere inside this checkout (its modules resolve from the checkout's
  * node_modules), e.g. `git stash && npm run build && cp -r dist .compare/before && git stash pop && npm run build`.
