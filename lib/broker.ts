@@ -1,7 +1,7 @@
 import os from "node:os";
 import { format } from "node:util";
 import pino from "pino";
-import { Errors, type BrokerOptions, type Context, type Middleware, type ServiceBroker } from "moleculer";
+import { Errors, type BrokerOptions, type Middleware, type ServiceBroker } from "moleculer";
 import { bulkhead } from "./bulkhead";
 import { MemoryCacher } from "./cacher";
 import { channelsMiddleware } from "./channels";
@@ -66,28 +66,6 @@ function loggerOptions(cfg: Config): BrokerOptions["logger"] {
 		}
 	} as unknown as BrokerOptions["logger"];
 }
-
-/**
- * Settles a remote call once its timeout has passed. Moleculer 0.15's Timeout middleware answers the
- * caller and drops the pending request, but the promise it wrapped never settles: ContextTracker then
- * keeps that context for ever (a leak, and every later stop waits SHUTDOWN_TIMEOUT_MS) and the circuit
- * breaker never counts the timeout. User middlewares sit inside both, so rejecting here reaches them.
- */
-export const SettleTimedOutCalls = {
-	name: "SettleTimedOutCalls",
-	remoteAction(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => {
-			const p = next(ctx);
-			const ms = Number(ctx.options.timeout);
-			if (!(ms > 0)) return p;
-			let timer: NodeJS.Timeout | undefined;
-			const late = new Promise<never>((_, reject) => {
-				timer = setTimeout(() => reject(new Errors.RequestTimeoutError({ action: ctx.action?.name ?? "", nodeID: ctx.nodeID ?? "" })), ms + 50);
-			});
-			return Promise.race([p, late]).finally(() => clearTimeout(timer));
-		};
-	}
-} as unknown as Middleware;
 
 /**
  * Moleculer keeps the remote calls awaiting an answer in `transit.pendingRequests`, a Map that gains and
@@ -181,7 +159,6 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		middlewares: [
 			channelsMiddleware(cfg),
 			RequestScopeMiddleware,
-			SettleTimedOutCalls,
 			RenewedPendingRequests,
 			healthServer(cfg.HEALTH_PORT),
 			eventLoopLagMetrics(),
