@@ -18,14 +18,12 @@
  * A build may carry node flags: `big=dist,--max-semi-space-size=64`. Environment: COMPARE_ROUNDS (12),
  * COMPARE_SECONDS (5), COMPARE_PATH (/api/v1/users/me).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
-import { NODE_FLAGS } from "../lib/node-flags";
-import { freePort, ROOT, waitForStatus } from "../test/helpers/node-process";
+import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
+import { userToken } from "./client";
 
 const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 12);
 const SECONDS = Number(process.env.COMPARE_SECONDS ?? 5);
@@ -40,7 +38,7 @@ interface Build {
 
 interface Node {
 	build: Build;
-	proc: ChildProcess;
+	node: NodeProcess;
 	base: string;
 	token: string;
 	dataDir: string;
@@ -64,25 +62,13 @@ function cpuTicks(pid: number): number {
 	return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 
-async function post(base: string, p: string, body: unknown): Promise<any> {
-	const res = await fetch(base + p, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-	if (!res.ok) throw new Error(`POST ${p}: ${res.status} ${await res.text()}`);
-	return res.json();
-}
-
-async function startNode(build: Build): Promise<Node> {
+async function start(build: Build): Promise<Node> {
 	const port = await freePort();
 	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-compare-"));
-	const runner = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
-	const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", LOG_LEVEL: "warn", RATE_LIMIT_MAX: "1000000", PORT: String(port), DATA_DIR: dataDir };
-	for (const k of Object.keys(env)) if (/_DATABASE_URL$|^SERVICES$|^TRANSPORTER$|^NODE_OPTIONS$/.test(k)) delete env[k];
-	const proc = spawn(process.execPath, [...NODE_FLAGS, ...build.flags, runner, "--config", path.join(build.dist, "moleculer.config.js"), path.join(build.dist, "services")], { env, stdio: "ignore" });
+	const node = startNode({ NODE_ENV: "production", LOG_LEVEL: "warn", RATE_LIMIT_MAX: "1000000", PORT: String(port), DATA_DIR: dataDir }, [], { dist: build.dist, nodeFlags: build.flags });
 	const base = `http://127.0.0.1:${port}`;
 	await waitForStatus(`${base}/health/ready`, 200, 90000);
-	const email = `compare.${crypto.randomBytes(4).toString("hex")}@example.com`;
-	await post(base, "/api/v1/auth/register", { email, password: "compare password 1", name: "Compare" });
-	const { access_token: token } = await post(base, "/api/v1/auth/login", { email, password: "compare password 1" });
-	return { build, proc, base, token, dataDir };
+	return { build, node, base, token: await userToken(base), dataDir };
 }
 
 function load(node: Node, seconds: number): Promise<autocannon.Result> {
@@ -93,13 +79,13 @@ async function main(): Promise<void> {
 	const builds = parseBuilds(process.argv.slice(2));
 	const nodes: Node[] = [];
 	try {
-		for (const build of builds) nodes.push(await startNode(build));
+		for (const build of builds) nodes.push(await start(build));
 		await Promise.all(nodes.map(n => load(n, 3))); // warm-up
 		const rounds: number[][] = [];
 		for (let r = 0; r < ROUNDS; r++) {
-			const before = nodes.map(n => cpuTicks(n.proc.pid!));
+			const before = nodes.map(n => cpuTicks(n.node.proc.pid!));
 			const results = await Promise.all(nodes.map(n => load(n, SECONDS)));
-			const after = nodes.map(n => cpuTicks(n.proc.pid!));
+			const after = nodes.map(n => cpuTicks(n.node.proc.pid!));
 			const bad = results.findIndex(x => x.non2xx + x.errors + x.timeouts > 0);
 			if (bad >= 0) throw new Error(`${nodes[bad].build.name}: ${results[bad].non2xx} non-2xx answers, ${results[bad].errors} errors`);
 			const us = nodes.map((_, i) => (((after[i] - before[i]) / TICKS_PER_S) * 1e6) / results[i].requests.total);
@@ -120,7 +106,7 @@ async function main(): Promise<void> {
 		console.log(`written to ${path.relative(ROOT, out)}`);
 	} finally {
 		for (const n of nodes) {
-			n.proc.kill("SIGKILL");
+			n.node.proc.kill("SIGKILL");
 			fs.rmSync(n.dataDir, { recursive: true, force: true });
 		}
 	}

@@ -25,6 +25,7 @@ import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import { SMTPServer } from "smtp-server";
 import { deleteStreams } from "../lib/channels";
+import { json, userToken } from "./client";
 import { createDatabases, type TestDatabases } from "../test/helpers/pg";
 import { NODE_FLAGS } from "../lib/node-flags";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
@@ -100,23 +101,6 @@ async function load(opts: autocannon.Options, seconds = SECONDS, warmup = WARMUP
 	// Whole requests per second, but one decimal below 100 (logins): rounding 5.4 to 5 would misstate a ratio.
 	const rps = r.requests.total / seconds;
 	return { rps: rps < 100 ? Math.round(rps * 10) / 10 : Math.round(rps), p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts, total: r.requests.total };
-}
-
-async function json(base: string, method: string, p: string, body?: unknown, token?: string): Promise<any> {
-	const res = await fetch(base + p, {
-		method,
-		headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-		body: body === undefined ? undefined : JSON.stringify(body)
-	});
-	const text = await res.text();
-	if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
-	return text ? JSON.parse(text) : undefined;
-}
-
-async function userToken(base: string): Promise<string> {
-	const email = `bench.${crypto.randomBytes(4).toString("hex")}@example.com`;
-	await json(base, "POST", "/api/v1/auth/register", { email, password: "bench password 1", name: "Bench" });
-	return (await json(base, "POST", "/api/v1/auth/login", { email, password: "bench password 1" })).access_token;
 }
 
 function nodeEnv(extra: Record<string, string>): Record<string, string> {

@@ -33,9 +33,14 @@ export function hasNodeFlags(execArgv = process.execArgv, nodeOptions = process.
  * How every node is started outside npm scripts (scripts/cluster.ts, tests, bench): the built runner with
  * the node flags, the config and services built in `dist`, and NODE_OPTIONS as `nodeOptionsFor` gives it.
  */
-export function runnerCommand(dist: string, env: Record<string, string | undefined>, extraArgs: string[] = []): { args: string[]; env: Record<string, string | undefined> } {
-	// Beside the project's `dist` (moleculer's package exports do not include its bin).
-	const runner = path.join(dist, "..", "node_modules/moleculer/bin/moleculer-runner.js");
+export function runnerCommand(
+	dist: string,
+	env: Record<string, string | undefined>,
+	extraArgs: string[] = [],
+	root = path.join(dist, "..")
+): { args: string[]; env: Record<string, string | undefined> } {
+	// In the project's node_modules, beside `dist` unless `root` says otherwise (moleculer's package exports do not include its bin).
+	const runner = path.join(root, "node_modules/moleculer/bin/moleculer-runner.js");
 	return {
 		args: [...NODE_FLAGS, runner, "--config", path.join(dist, "moleculer.config.js"), ...extraArgs, path.join(dist, "services")],
 		env: { ...env, NODE_OPTIONS: nodeOptionsFor(env) }

@@ -61,12 +61,15 @@ export interface NodeProcess {
 	stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts one node the way `npm start` does (the built runner), with the given environment. */
-export function startNode(env: Record<string, string>, args: string[] = []): NodeProcess {
+/**
+ * Starts one node the way `npm start` does (the built runner), with the given environment; `dist` may be
+ * another build inside the checkout (bench/compare.ts), and `nodeFlags` are added to the node's own.
+ */
+export function startNode(env: Record<string, string>, args: string[] = [], opts: { dist?: string; nodeFlags?: string[] } = {}): NodeProcess {
 	const clean = { ...process.env };
 	for (const k of Object.keys(clean)) if (/_DATABASE_URL$|^SERVICES$|^TRANSPORTER$|^ADMIN_/.test(k)) delete clean[k];
-	const cmd = runnerCommand(path.join(ROOT, "dist"), { ...clean, ...env }, args);
-	const proc = spawn(process.execPath, cmd.args, {
+	const cmd = runnerCommand(opts.dist ?? path.join(ROOT, "dist"), { ...clean, ...env }, args, ROOT);
+	const proc = spawn(process.execPath, [...(opts.nodeFlags ?? []), ...cmd.args], {
 		cwd: ROOT,
 		env: cmd.env,
 		stdio: ["ignore", "pipe", "pipe"]
