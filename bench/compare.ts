@@ -6,11 +6,12 @@
  * autocannon (authenticated GET /api/v1/users/me, 50 connections), so a change of this shared machine's
  * speed hits them alike; a node's CPU per request is its CPU time (/proc/<pid>/stat) over the requests it
  * answered. Each round gives every build's ratio to the first build; the mean of the ratios and its
- * standard error are printed and written to .compare/results-<time>.json. Two identical builds differ by
- * about ±3 % per round here, so twelve rounds see a difference of about 3 %. Compare two builds at a time:
- * with three or more, the build started third measured 16–19 % more CPU per request than started second.
- * And only builds that give the same answers: the load generators share the cores with the nodes, and a
- * build whose answers make its load generator work less gets more of them (three headers fewer measured
+ * standard error are printed and written to .compare/results-<time>.json. The loads start in a rotating
+ * order, one build first in each round: started always in the same order, identical builds measured 5 %
+ * apart (two at a time) and 16–19 % apart (three at a time), the one whose load started later dearer;
+ * rotated, two and three identical builds measure within ±1 % (±0.2–0.7 % standard error over 9–10 rounds).
+ * Only builds that give the same answers compare: the load generators share the cores with the nodes, and
+ * a build whose answers make its load generator work less gets more of them (three headers fewer measured
  * 0.70 here, against 0–15 % less measured alone).
  *
  * A build is a copy of `dist` anywhere inside this checkout (its modules resolve from the checkout's
@@ -84,7 +85,11 @@ async function main(): Promise<void> {
 		const rounds: number[][] = [];
 		for (let r = 0; r < ROUNDS; r++) {
 			const before = nodes.map(n => cpuTicks(n.node.proc.pid!));
-			const results = await Promise.all(nodes.map(n => load(n, SECONDS)));
+			// The load of each build starts first in turn: the one started first measured cheaper per request.
+			const order = nodes.map((_, i) => (i + r) % nodes.length);
+			const started: Promise<autocannon.Result>[] = [];
+			for (const i of order) started[i] = load(nodes[i], SECONDS);
+			const results = await Promise.all(started);
 			const after = nodes.map(n => cpuTicks(n.node.proc.pid!));
 			const bad = results.findIndex(x => x.non2xx + x.errors + x.timeouts > 0);
 			if (bad >= 0) throw new Error(`${nodes[bad].build.name}: ${results[bad].non2xx} non-2xx answers, ${results[bad].errors} errors`);
