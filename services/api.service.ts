@@ -267,17 +267,19 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			keyPrefix: `rl:${cfg.NAMESPACE || "default"}`
 		});
 
+		const limit = String(cfg.RATE_LIMIT_MAX);
 		const rateLimited = (req: Req, res: Res, next: Next) => {
 			req.clientIp = this.clientIp(req);
-			consume(this.rateLimit.limiter, req.clientIp).then(d => {
-				res.setHeader("RateLimit-Limit", String(d.limit));
+			consume(this.rateLimit.limiter, req.clientIp, (err, d) => {
+				if (!d) return next(err);
+				res.setHeader("RateLimit-Limit", limit);
 				res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
 				res.setHeader("RateLimit-Reset", String(d.resetSeconds));
 				if (!d.allowed) {
 					return next(Object.assign(new Error("rate limit exceeded"), { code: 429, type: "TOO_MANY_REQUESTS", data: { retry_after: d.resetSeconds } }));
 				}
 				next();
-			}).catch(next);
+			});
 		};
 		const rawText = ApiGateway.bodyParser.text({ limit: cfg.BODY_LIMIT_BYTES, type: () => true });
 		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
@@ -294,7 +296,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			mappingPolicy: "restrict",
 			autoAliases: false,
 			bodyParsers: false,
-			use: [rateLimited, parseBody],
+			// One step: each `use` entry costs a step of moleculer-web's middleware chain on every request.
+			use: [(req: Req, res: Res, next: Next) => rateLimited(req, res, err => (err ? next(err) : parseBody(req, res, next)))],
 			authentication: true,
 			callOptions: {},
 			onError(this: This, req: Req, res: Res, err: unknown) {
@@ -427,6 +430,12 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		];
 		// Without access lines, moleculer-web still times and formats each one unless the route says `logging: false`.
 		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute({ logging: accessLines !== null, ...route }));
+		// moleculer-web passes every request's alias to a debug line as `alias.toString()`, which pads and colours
+		// it before the logger can drop the line; the text is made once here instead.
+		for (const alias of (this as unknown as { aliases: Array<{ toString(): string }> }).aliases) {
+			const text = alias.toString();
+			alias.toString = () => text;
+		}
 	},
 
 	async started(this: This) {

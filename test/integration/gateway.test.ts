@@ -47,6 +47,15 @@ describe("gateway", () => {
 		await sys?.stop();
 	});
 
+	it("makes each alias's text once, the text moleculer-web would make", () => {
+		const api = sys.broker.getLocalService("api") as unknown as { aliases: Array<{ method: string; fullPath: string; toString(): string }> };
+		const Alias = Object.getPrototypeOf(api.aliases[0]) as { toString(this: unknown): string };
+		const me = api.aliases.find(a => a.method === "GET" && a.fullPath === "/api/v1/users/me")!;
+		expect(Object.hasOwn(me, "toString")).toBe(true);
+		expect(me.toString()).toBe(Alias.toString.call(me));
+		expect(me.toString()).toContain("users.me");
+	});
+
 	describe("bodies", () => {
 		it("refuses JSON that does not parse with 400", async () => {
 			const res = await http(sys.url, "POST", "/api/v1/auth/login", { raw: '{"email": "a@example.com", ', headers: { "content-type": "application/json" } });
