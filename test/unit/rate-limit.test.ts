@@ -1,0 +1,34 @@
+import { consume, createRateLimit, type RateLimitDecision } from "../../services/api/rate-limit";
+
+function decide(limit: ReturnType<typeof createRateLimit>, key: string): Promise<RateLimitDecision> {
+	return new Promise((resolve, reject) => consume(limit.limiter, key, (err, d) => (d ? resolve(d) : reject(err))));
+}
+
+describe("rate limit (in memory)", () => {
+	it("allows `max` requests per key and window, then refuses with the seconds left", async () => {
+		const limit = createRateLimit({ windowMs: 60000, max: 2, keyPrefix: "rl:unit" });
+		expect(await decide(limit, "a")).toEqual({ allowed: true, limit: 2, remaining: 1, resetSeconds: 60 });
+		expect(await decide(limit, "a")).toMatchObject({ allowed: true, remaining: 0 });
+		const refused = await decide(limit, "a");
+		expect(refused).toMatchObject({ allowed: false, limit: 2, remaining: 0 });
+		expect(refused.resetSeconds).toBeGreaterThanOrEqual(1);
+		expect(await decide(limit, "b")).toMatchObject({ allowed: true, remaining: 1 });
+		await limit.close();
+	});
+
+	it("hands an error thrown by the callback back to it, once", async () => {
+		const limit = createRateLimit({ windowMs: 60000, max: 5, keyPrefix: "rl:unit" });
+		const calls: Array<[unknown, RateLimitDecision | undefined]> = [];
+		await new Promise<void>(resolve =>
+			consume(limit.limiter, "c", (err, d) => {
+				calls.push([err, d]);
+				if (calls.length === 1) throw new Error("boom");
+				resolve();
+			})
+		);
+		expect(calls).toHaveLength(2);
+		expect(calls[0][1]).toMatchObject({ allowed: true });
+		expect((calls[1][0] as Error).message).toBe("boom");
+		expect(calls[1][1]).toBeUndefined();
+	});
+});
