@@ -5,19 +5,23 @@
  * Each build runs as its own embedded node. In every round all of them are loaded at once, each by its own
  * autocannon (authenticated GET /api/v1/users/me, 50 connections), so a change of this shared machine's
  * speed hits them alike; a node's CPU per request is its CPU time (/proc/<pid>/stat) over the requests it
- * answered. Each round gives every build's ratio to the first build; the mean of the ratios and its
- * standard error are printed and written to .compare/results-<time>.json. The loads start in a rotating
- * order, one build first in each round: started always in the same order, identical builds measured 5 %
- * apart (two at a time) and 16–19 % apart (three at a time), the one whose load started later dearer;
- * rotated, two and three identical builds measure within ±1 % (±0.2–0.7 % standard error over 9–10 rounds).
- * Only builds that give the same answers compare: the load generators share the cores with the nodes, and
- * a build whose answers make its load generator work less gets more of them (three headers fewer measured
- * 0.70 here, against 0–15 % less measured alone).
+ * answered, and each round gives every build's ratio to the first build's. A run starts fresh nodes and
+ * measures a few rounds; the ratio of a run is the mean of its rounds, and the mean over runs and its
+ * standard error (over runs) are printed and written to .compare/results-<time>.json.
+ * Two sources of error found here, and what this does about them:
+ *   - the order the loads start in: started always in the same order, identical builds measured 5 % apart
+ *     (two at a time) and 16–19 % apart (three at a time), the one started later dearer. Each round starts
+ *     a different build's load first.
+ *   - the process: rounds of one pair of processes agree to ±0.5 %, but fresh processes of the same two
+ *     builds measured up to 4 % apart (a process's JIT and heap layout stay with it). Hence several runs,
+ *     each with fresh nodes started in a rotating order, and the error over runs, not rounds.
+ * Builds whose answers differ compare too, less exactly: the load generators share the cores with the
+ * nodes, and an answer that makes its load generator work less leaves the nodes more CPU.
  *
  * A build is a copy of `dist` anywhere inside this checkout (its modules resolve from the checkout's
  * node_modules), e.g. `git stash && npm run build && cp -r dist .compare/before && git stash pop && npm run build`.
- * A build may carry node flags: `big=dist,--max-semi-space-size=64`. Environment: COMPARE_ROUNDS (12),
- * COMPARE_SECONDS (5), COMPARE_PATH (/api/v1/users/me).
+ * A build may carry node flags: `big=dist,--max-semi-space-size=64`. Environment: COMPARE_RUNS (4),
+ * COMPARE_ROUNDS per run (4), COMPARE_SECONDS per round (5), COMPARE_PATH (/api/v1/users/me).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -26,7 +30,8 @@ import autocannon from "autocannon";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
 import { userToken } from "./client";
 
-const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 12);
+const RUNS = Number(process.env.COMPARE_RUNS ?? 4);
+const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 4);
 const SECONDS = Number(process.env.COMPARE_SECONDS ?? 5);
 const URL_PATH = process.env.COMPARE_PATH ?? "/api/v1/users/me";
 const TICKS_PER_S = 100;
@@ -76,44 +81,66 @@ function load(node: Node, seconds: number): Promise<autocannon.Result> {
 	return autocannon({ url: node.base + URL_PATH, connections: 50, duration: seconds, headers: { authorization: `Bearer ${node.token}` } });
 }
 
+function stop(nodes: Node[]): void {
+	for (const n of nodes.splice(0)) {
+		n.node.proc.kill("SIGKILL");
+		fs.rmSync(n.dataDir, { recursive: true, force: true });
+	}
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
+
 async function main(): Promise<void> {
 	const builds = parseBuilds(process.argv.slice(2));
 	const nodes: Node[] = [];
+	// rounds[run][round][build]: µs per request
+	const runs: number[][][] = [];
 	try {
-		for (const build of builds) nodes.push(await start(build));
-		await Promise.all(nodes.map(n => load(n, 3))); // warm-up
-		const rounds: number[][] = [];
-		for (let r = 0; r < ROUNDS; r++) {
-			const before = nodes.map(n => cpuTicks(n.node.proc.pid!));
-			// The load of each build starts first in turn: the one started first measured cheaper per request.
-			const order = nodes.map((_, i) => (i + r) % nodes.length);
-			const started: Promise<autocannon.Result>[] = [];
-			for (const i of order) started[i] = load(nodes[i], SECONDS);
-			const results = await Promise.all(started);
-			const after = nodes.map(n => cpuTicks(n.node.proc.pid!));
-			const bad = results.findIndex(x => x.non2xx + x.errors + x.timeouts > 0);
-			if (bad >= 0) throw new Error(`${nodes[bad].build.name}: ${results[bad].non2xx} non-2xx answers, ${results[bad].errors} errors`);
-			const us = nodes.map((_, i) => (((after[i] - before[i]) / TICKS_PER_S) * 1e6) / results[i].requests.total);
-			rounds.push(us);
-			console.log(`round ${r + 1}: ${nodes.map((n, i) => `${n.build.name} ${Math.round(results[i].requests.total / SECONDS)} rps, ${us[i].toFixed(1)} µs/request`).join(" | ")}`);
+		for (let run = 0; run < RUNS; run++) {
+			// Fresh processes each run, started in a rotating order: a process's own luck (JIT, heap layout) moves
+			// its CPU per request by a few per cent for as long as it lives.
+			for (let k = 0; k < builds.length; k++) nodes[(k + run) % builds.length] = await start(builds[(k + run) % builds.length]);
+			await Promise.all(nodes.map(n => load(n, 3))); // warm-up
+			const rounds: number[][] = [];
+			for (let r = 0; r < ROUNDS; r++) {
+				const before = nodes.map(n => cpuTicks(n.node.proc.pid!));
+				// The load of each build starts first in turn: the one started later measured dearer per request.
+				const order = nodes.map((_, i) => (i + r + run) % nodes.length);
+				const started: Promise<autocannon.Result>[] = [];
+				for (const i of order) started[i] = load(nodes[i], SECONDS);
+				const results = await Promise.all(started);
+				const after = nodes.map(n => cpuTicks(n.node.proc.pid!));
+				const bad = results.findIndex(x => x.non2xx + x.errors + x.timeouts > 0);
+				if (bad >= 0) throw new Error(`${nodes[bad].build.name}: ${results[bad].non2xx} non-2xx answers, ${results[bad].errors} errors`);
+				const us = nodes.map((_, i) => (((after[i] - before[i]) / TICKS_PER_S) * 1e6) / results[i].requests.total);
+				rounds.push(us);
+				console.log(`run ${run + 1} round ${r + 1}: ${nodes.map((n, i) => `${n.build.name} ${Math.round(results[i].requests.total / SECONDS)} rps, ${us[i].toFixed(1)} µs/request`).join(" | ")}`);
+			}
+			runs.push(rounds);
+			stop(nodes);
 		}
-		const summary = nodes.map((n, i) => {
-			const ratios = rounds.map(us => us[i] / us[0]);
-			const mean = ratios.reduce((a, b) => a + b, 0) / ratios.length;
-			const sd = Math.sqrt(ratios.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, ratios.length - 1));
-			const median = [...rounds.map(us => us[i])].sort((a, b) => a - b)[(rounds.length - 1) >> 1];
-			return { name: n.build.name, dist: path.relative(ROOT, n.build.dist), flags: n.build.flags, cpu_ratio_mean: +mean.toFixed(4), cpu_ratio_se: +(sd / Math.sqrt(ratios.length)).toFixed(4), median_us_per_request: +median.toFixed(1) };
+		const summary = builds.map((b, i) => {
+			// One ratio per run (the mean of its rounds); the standard error is over runs, since rounds of one run share its processes.
+			const perRun = runs.map(rounds => mean(rounds.map(us => us[i] / us[0])));
+			const all = runs.flat().map(us => us[i]).sort((x, y) => x - y);
+			return {
+				name: b.name,
+				dist: path.relative(ROOT, b.dist),
+				flags: b.flags,
+				cpu_ratio_mean: +mean(perRun).toFixed(4),
+				cpu_ratio_se: +(sd(perRun) / Math.sqrt(perRun.length)).toFixed(4),
+				cpu_ratio_per_run: perRun.map(x => +x.toFixed(4)),
+				median_us_per_request: +all[(all.length - 1) >> 1].toFixed(1)
+			};
 		});
-		for (const s of summary) console.log(`${s.name}: CPU per request ${s.cpu_ratio_mean.toFixed(3)} ± ${s.cpu_ratio_se.toFixed(3)} of ${builds[0].name}'s (median ${s.median_us_per_request} µs)`);
+		for (const s of summary) console.log(`${s.name}: CPU per request ${s.cpu_ratio_mean.toFixed(3)} ± ${s.cpu_ratio_se.toFixed(3)} of ${builds[0].name}'s (runs ${s.cpu_ratio_per_run.map(x => x.toFixed(3)).join(", ")}; median ${s.median_us_per_request} µs)`);
 		const out = path.join(ROOT, ".compare", `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 		fs.mkdirSync(path.dirname(out), { recursive: true });
-		fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, seconds: SECONDS, path: URL_PATH, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, summary, rounds_us: rounds }, null, 2) + "\n");
+		fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rounds_per_run: ROUNDS, seconds: SECONDS, path: URL_PATH, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, summary, rounds_us: runs }, null, 2) + "\n");
 		console.log(`written to ${path.relative(ROOT, out)}`);
 	} finally {
-		for (const n of nodes) {
-			n.node.proc.kill("SIGKILL");
-			fs.rmSync(n.dataDir, { recursive: true, force: true });
-		}
+		stop(nodes);
 	}
 }
 

@@ -272,9 +272,14 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			req.clientIp = this.clientIp(req);
 			consume(this.rateLimit.limiter, req.clientIp, (err, d) => {
 				if (!d) return next(err);
-				res.setHeader("RateLimit-Limit", limit);
-				res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
-				res.setHeader("RateLimit-Reset", String(d.resetSeconds));
+				try {
+					// Throws once the answer has gone, e.g. Node's requestTimeout answered 408 while the store was slow.
+					res.setHeader("RateLimit-Limit", limit);
+					res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
+					res.setHeader("RateLimit-Reset", String(d.resetSeconds));
+				} catch (thrown) {
+					return next(thrown);
+				}
 				if (!d.allowed) {
 					return next(Object.assign(new Error("rate limit exceeded"), { code: 429, type: "TOO_MANY_REQUESTS", data: { retry_after: d.resetSeconds } }));
 				}

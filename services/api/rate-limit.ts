@@ -44,22 +44,14 @@ export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?
 /**
  * Counts one request of `key` and hands the decision to `done` (an error only when the store fails and
  * no insurance limiter answers). A callback, not a promise of the decision: it runs on every request,
- * and a second promise step per request costs. Should `done` throw, it gets the error, as a `.catch`
- * would give it.
+ * and a second promise step per request costs. `done` must not throw: nothing would catch it.
  */
 export function consume(limiter: RateLimiterAbstract, key: string, done: (err: unknown, decision?: RateLimitDecision) => void): void {
-	const settle = (err: unknown, decision?: RateLimitDecision) => {
-		try {
-			done(err, decision);
-		} catch (thrown) {
-			done(thrown);
-		}
-	};
 	limiter.consume(key, 1).then(
-		res => settle(null, { allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) }),
+		res => done(null, { allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) }),
 		(rej: unknown) => {
-			if (rej instanceof RateLimiterRes) settle(null, { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) });
-			else settle(rej);
+			if (rej instanceof RateLimiterRes) done(null, { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) });
+			else done(rej);
 		}
 	);
 }
