@@ -3,11 +3,11 @@ import { Worker } from "node:worker_threads";
 
 /**
  * bcrypt on worker threads that run at the lowest CPU priority (nice 19; Linux keeps a nice value per
- * thread). When logins saturate the CPU, the event loop still wins its core, so other requests keep
- * their latency; when the CPU is idle the workers take all of it. Nice 19 rather than 10: users/me at
- * 500/s beside saturating logins measured a p99 of 3.5–4.2 ms (median of 8 rounds 3.8) against 3.4–5.9
- * (median 4.8) at nice 10, and 1.2–1.9 ms with no logins. bcrypt's own async API would use
- * libuv's pool, whose threads compete with the event loop as equals.
+ * thread). When logins saturate the CPU, the event loop is preferred to them; when the CPU is idle the
+ * workers take all of it. bcrypt's own async API would use libuv's pool, whose threads compete with the
+ * event loop as equals. Nice 19 rather than 10: users/me at 500/s beside saturating logins measured a p99
+ * of 3.8 ms (median of 8 rounds) against 4.8 ms (9 rounds) at nice 10. With no logins it is 1.2–1.9 ms:
+ * on a two-vCPU VM the event loop still slows while both vCPUs are busy (BENCHMARKS.md, "What is left").
  * A small pool of our own rather than a library: its worker is inline code, so it runs the same from
  * the TypeScript sources (tests) and the build.
  */
