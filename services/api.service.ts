@@ -267,24 +267,18 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			keyPrefix: `rl:${cfg.NAMESPACE || "default"}`
 		});
 
-		const limit = String(cfg.RATE_LIMIT_MAX);
 		const rateLimited = (req: Req, res: Res, next: Next) => {
 			req.clientIp = this.clientIp(req);
-			consume(this.rateLimit.limiter, req.clientIp, (err, d) => {
-				if (!d) return next(err);
-				try {
-					// Throws once the answer has gone, e.g. Node's requestTimeout answered 408 while the store was slow.
-					res.setHeader("RateLimit-Limit", limit);
-					res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
-					res.setHeader("RateLimit-Reset", String(d.resetSeconds));
-				} catch (thrown) {
-					return next(thrown);
-				}
+			// `.catch(next)` also takes a `setHeader` that throws because the answer has already gone.
+			consume(this.rateLimit.limiter, req.clientIp).then(d => {
+				res.setHeader("RateLimit-Limit", String(d.limit));
+				res.setHeader("RateLimit-Remaining", String(Math.max(0, d.remaining)));
+				res.setHeader("RateLimit-Reset", String(d.resetSeconds));
 				if (!d.allowed) {
 					return next(Object.assign(new Error("rate limit exceeded"), { code: 429, type: "TOO_MANY_REQUESTS", data: { retry_after: d.resetSeconds } }));
 				}
 				next();
-			});
+			}).catch(next);
 		};
 		const rawText = ApiGateway.bodyParser.text({ limit: cfg.BODY_LIMIT_BYTES, type: () => true });
 		const json = ApiGateway.bodyParser.json({ limit: cfg.BODY_LIMIT_BYTES, strict: true, type: ["application/json", "application/*+json"] });
@@ -301,8 +295,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			mappingPolicy: "restrict",
 			autoAliases: false,
 			bodyParsers: false,
-			// One step: each `use` entry costs a step of moleculer-web's middleware chain on every request.
-			use: [(req: Req, res: Res, next: Next) => rateLimited(req, res, err => (err ? next(err) : parseBody(req, res, next)))],
+			use: [rateLimited, parseBody],
 			authentication: true,
 			callOptions: {},
 			onError(this: This, req: Req, res: Res, err: unknown) {

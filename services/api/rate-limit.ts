@@ -41,17 +41,15 @@ export function createRateLimit(opts: { windowMs: number; max: number; redisUrl?
 	return { limiter, ready, close: async () => void redis.disconnect() };
 }
 
-/**
- * Counts one request of `key` and hands the decision to `done` (an error only when the store fails and
- * no insurance limiter answers). A callback, not a promise of the decision: it runs on every request,
- * and a second promise step per request costs. `done` must not throw: nothing would catch it.
- */
-export function consume(limiter: RateLimiterAbstract, key: string, done: (err: unknown, decision?: RateLimitDecision) => void): void {
-	limiter.consume(key, 1).then(
-		res => done(null, { allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) }),
+/** Counts one request of `key`; rejects only when the store fails and no insurance limiter answers. */
+export function consume(limiter: RateLimiterAbstract, key: string): Promise<RateLimitDecision> {
+	return limiter.consume(key, 1).then(
+		res => ({ allowed: true, limit: limiter.points, remaining: res.remainingPoints, resetSeconds: Math.ceil(res.msBeforeNext / 1000) }),
 		(rej: unknown) => {
-			if (rej instanceof RateLimiterRes) done(null, { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) });
-			else done(rej);
+			if (rej instanceof RateLimiterRes) {
+				return { allowed: false, limit: limiter.points, remaining: 0, resetSeconds: Math.max(1, Math.ceil(rej.msBeforeNext / 1000)) };
+			}
+			throw rej;
 		}
 	);
 }
