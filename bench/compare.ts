@@ -28,7 +28,7 @@ import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
-import { userToken } from "./client";
+import { nodeEnv, userToken } from "./client";
 
 const RUNS = Number(process.env.COMPARE_RUNS ?? 4);
 const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 4);
@@ -71,7 +71,7 @@ function cpuTicks(pid: number): number {
 async function start(build: Build): Promise<Node> {
 	const port = await freePort();
 	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-compare-"));
-	const node = startNode({ NODE_ENV: "production", LOG_LEVEL: "warn", RATE_LIMIT_MAX: "1000000", RATE_LIMIT_WINDOW_MS: "10000", PORT: String(port), DATA_DIR: dataDir }, [], { dist: build.dist, nodeFlags: build.flags });
+	const node = startNode(nodeEnv({ PORT: String(port), DATA_DIR: dataDir }), [], { dist: build.dist, nodeFlags: build.flags });
 	const base = `http://127.0.0.1:${port}`;
 	await waitForStatus(`${base}/health/ready`, 200, 90000);
 	return { build, node, base, token: await userToken(base), dataDir };

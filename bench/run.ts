@@ -27,7 +27,7 @@ import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import { SMTPServer } from "smtp-server";
 import { deleteStreams } from "../lib/channels";
-import { json, userToken } from "./client";
+import { BCRYPT_COST, json, nodeEnv, userToken } from "./client";
 import { createDatabases, type TestDatabases } from "../test/helpers/pg";
 import { NODE_FLAGS } from "../lib/node-flags";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
@@ -40,7 +40,6 @@ const ME_RATE = Number(process.env.BENCH_ME_RATE ?? 500);
 const NOTES_MARKER = "<!-- notes: kept by npm run bench -->";
 const CHARGE_SECONDS = Number(process.env.BENCH_CHARGE_SECONDS ?? 20);
 const NATS_URL = process.env.BENCH_NATS_URL ?? "nats://127.0.0.1:4222";
-const BCRYPT_COST = Number(process.env.BCRYPT_COST ?? 12);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
 
 interface Scenario {
@@ -120,10 +119,6 @@ async function load(opts: autocannon.Options, seconds = SECONDS, warmup = WARMUP
 	const sorted = exact?.sort((a, b) => a - b);
 	const [p50, p99] = sorted ? [percentile(sorted, 50), percentile(sorted, 99)].map(v => Math.round(v * 100) / 100) : [r.latency.p50, r.latency.p99];
 	return { rps: rps < 100 ? Math.round(rps * 10) / 10 : Math.round(rps), p50, p99, errors: r.non2xx + r.errors + r.timeouts, total: r.requests.total };
-}
-
-function nodeEnv(extra: Record<string, string>): Record<string, string> {
-	return { NODE_ENV: "production", LOG_LEVEL: "warn", RATE_LIMIT_MAX: "1000000", RATE_LIMIT_WINDOW_MS: "10000", BCRYPT_COST: String(BCRYPT_COST), ...extra };
 }
 
 async function launch(name: string, env: Record<string, string>, ready: string): Promise<NodeProcess> {
