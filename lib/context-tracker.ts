@@ -5,9 +5,9 @@ import { Errors, type Context, type Middleware, type Service, type ServiceBroker
  * promise per call instead of two. The same options (`tracking` in broker options, `ctx.options.tracking`
  * per call) and the same graceful stop: a stopping service waits for its running actions and events, the
  * stopping broker for the remote calls it is waiting on, each for at most `shutdownTimeout` (or the
- * service's `$shutdownTimeout`), then logs GracefulStopTimeoutError and goes on. Measured on users/me (one
- * node, paired rounds): without Moleculer's ContextTracker a request took 8 % less CPU; this one and
- * lib/timeout.ts together save 4 % (BENCHMARKS.md).
+ * service's `$shutdownTimeout`), then logs GracefulStopTimeoutError and goes on. Why lean: Moleculer's
+ * showed in the users/me profile, and ablations put it at several per cent of a request; BENCHMARKS.md
+ * has the figures and how far to trust them.
  */
 interface Count {
 	running: number;

@@ -8,9 +8,8 @@ import { Errors, type Context, type Middleware, type ServiceBroker } from "molec
  * and `moleculer.request.timeout.total` count. One thing more: a remote call that times out has its pending
  * request rejected too. Moleculer's left it pending for ever, so the ContextTracker and CircuitBreaker
  * inside never saw the call end: the tracker kept it (every later stop waited SHUTDOWN_TIMEOUT_MS) and the
- * breaker never counted the timeout. Measured on users/me (one node, paired rounds): without
- * Moleculer's Timeout a request took 7 % less CPU; this one and lib/context-tracker.ts together save 4 %
- * (BENCHMARKS.md).
+ * breaker never counted the timeout. Why lean: Moleculer's showed in the users/me profile, and ablations
+ * put it at several per cent of a request; BENCHMARKS.md has the figures and how far to trust them.
  */
 const TIMEOUT_TOTAL = "moleculer.request.timeout.total";
 
