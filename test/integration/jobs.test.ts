@@ -383,7 +383,11 @@ describe("jobs in a system: reconciliation, admin routes, dead letters, metrics"
 		await waitFor(() => redriven().length > 0, "the redriven mail");
 		await sleep(300);
 		expect(redriven()).toHaveLength(1);
-		const [d] = await query<any>(db("notifications"), "SELECT * FROM deliveries WHERE id = $1", [letter.payload.delivery_id]);
+		// The worker records the delivery as sent just after the SMTP server accepts it.
+		const d = await waitFor(async () => {
+			const [row] = await query<any>(db("notifications"), "SELECT * FROM deliveries WHERE id = $1", [letter.payload.delivery_id]);
+			return row?.status === "sent" ? row : undefined;
+		}, "the redriven delivery recorded as sent");
 		expect(d).toMatchObject({ status: "sent", attempts: 1 });
 		const after = await http(sys.url, "GET", "/api/v1/admin/dead-letters?limit=100", { token: support });
 		expect(after.body.items.find((i: any) => i.id === letter.id)).toBeUndefined();
