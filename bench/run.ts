@@ -9,7 +9,8 @@
  *   4. the same through a gateway node to a users node over NATS (auth on a third node), with PostgreSQL;
  *   5. login (bcrypt-bound) against the bcrypt ceiling measured in this run (cores ÷ time of one hash),
  *      and users/me at a fixed rate alone and while logins saturate the CPU (its p99 must not double), in
- *      rounds, with its latencies kept exactly (autocannon's own percentiles are whole milliseconds);
+ *      rounds, with its latencies kept exactly (autocannon's own percentiles are whole milliseconds); then
+ *      again on a second node with bcrypt on every core throughout (BCRYPT_SPARE_CORE_MS=0), for comparison;
  *   6. charge on the simulated provider (PostgreSQL) at a steady rate, and charge → receipt email latency;
  *   7. RSS of each node idle and at the end of its load;
  *   and, for comparison, the framework's floor: moleculer-web to one local action on Moleculer's defaults.
@@ -247,14 +248,8 @@ async function embedded(): Promise<void> {
 	}
 	const perHash = percentile(times.sort((a, b) => a - b), 50) / 1000;
 	const ceiling = os.cpus().length / perHash;
-	const email = `bench.login.${crypto.randomBytes(3).toString("hex")}@example.com`;
-	await json(base, "POST", "/api/v1/auth/register", { email, password: "bench password 1", name: "Login" });
-	const logins = { url: `${base}/api/v1/auth/login`, method: "POST" as const, headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 };
-	const login = await load(
-		logins,
-		SECONDS,
-		1
-	);
+	const logins = await loginRequest(base);
+	const login = await load(logins, SECONDS, 1);
 	scenarios.push({
 		name: `login (bcrypt cost ${BCRYPT_COST}), embedded default`,
 		rps: login.rps,
@@ -263,8 +258,32 @@ async function embedded(): Promise<void> {
 		errors: login.errors,
 		notes: `bcrypt ceiling ${ceiling.toFixed(1)}/s (${os.cpus().length} cores ÷ ${(perHash * 1000).toFixed(0)} ms per hash): ${((login.rps / ceiling) * 100).toFixed(0)} % of it`
 	});
-	// 5b. Does saturating bcrypt hurt everything else? users/me at a fixed rate, alone and while logins run,
-	// in rounds (one p99 of a 10 s window moves by a few ms on this machine); the round with the median ratio is shown.
+	await besideLogins(me, logins, ceiling, "");
+	memory.push({ node: "embedded (all services)", idle_mib: idle, loaded_mib: rssMiB(node.proc.pid) });
+
+	// The same beside logins with bcrypt on every core throughout (BCRYPT_SPARE_CORE_MS=0), on a node of its own:
+	// what the default's spare core buys, and what it costs the logins, on this host.
+	const port2 = await freePort();
+	const base2 = `http://127.0.0.1:${port2}`;
+	const node2 = await launch("embedded node, BCRYPT_SPARE_CORE_MS=0", nodeEnv({ PORT: String(port2), DATA_DIR: await tmpDir(), BCRYPT_SPARE_CORE_MS: "0" }), `${base2}/health/ready`);
+	const me2 = meRequest(base2, await userToken(base2));
+	await load(me2, 3, 0);
+	await besideLogins(me2, await loginRequest(base2), ceiling, ", bcrypt on every core (BCRYPT_SPARE_CORE_MS=0)");
+	await node2.stop("SIGTERM");
+}
+
+/** A registered user's login request, as the login scenarios send it. */
+async function loginRequest(base: string): Promise<autocannon.Options> {
+	const email = `bench.login.${crypto.randomBytes(3).toString("hex")}@example.com`;
+	await json(base, "POST", "/api/v1/auth/register", { email, password: "bench password 1", name: "Login" });
+	return { url: `${base}/api/v1/auth/login`, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "bench password 1" }), connections: 8 };
+}
+
+/**
+ * 5b. Does saturating bcrypt hurt everything else? users/me at a fixed rate, alone and while logins run,
+ * in rounds (one p99 of a 10 s window moves by a few ms on this machine); the round with the median ratio is shown.
+ */
+async function besideLogins(me: autocannon.Options, logins: autocannon.Options, ceiling: number, variant: string): Promise<void> {
 	const steady = { ...me, connections: 10, overallRate: ME_RATE };
 	const pairs: Array<{ alone: Load; during: Load; logins: Load; ratio: number }> = [];
 	for (let r = 0; r < ROUNDS; r++) {
@@ -277,7 +296,7 @@ async function embedded(): Promise<void> {
 	const mid = medianBy(pairs, x => x.ratio);
 	const rounds = `every round's p99 alone → beside logins: ${pairs.map(x => `${x.alone.p99} → ${x.during.p99} ms (${x.ratio.toFixed(1)}×)`).join(", ")}`;
 	scenarios.push({
-		name: `GET /api/v1/users/me at ${ME_RATE}/s, alone`,
+		name: `GET /api/v1/users/me at ${ME_RATE}/s, alone${variant}`,
 		rps: mid.alone.rps,
 		p50_ms: mid.alone.p50,
 		p99_ms: mid.alone.p99,
@@ -285,14 +304,13 @@ async function embedded(): Promise<void> {
 		notes: `the round with the median ratio of ${ROUNDS}, its p99 before the logins beside it`
 	});
 	scenarios.push({
-		name: `GET /api/v1/users/me at ${ME_RATE}/s while logins saturate the CPU`,
+		name: `GET /api/v1/users/me at ${ME_RATE}/s while logins saturate the CPU${variant}`,
 		rps: mid.during.rps,
 		p50_ms: mid.during.p50,
 		p99_ms: mid.during.p99,
 		errors: pairs.reduce((n, x) => n + x.during.errors + x.logins.errors, 0),
 		notes: `p99 ${mid.ratio.toFixed(1)}× alone (median of ${ROUNDS} rounds; ${rounds}); logins meanwhile ${mid.logins.rps}/s (${((mid.logins.rps / ceiling) * 100).toFixed(0)} % of the ceiling)`
 	});
-	memory.push({ node: "embedded (all services)", idle_mib: idle, loaded_mib: rssMiB(node.proc.pid) });
 }
 
 /** 4: one service per node — a gateway node, an auth node and a users node — over NATS, PostgreSQL. */
@@ -422,7 +440,7 @@ async function main(): Promise<void> {
 		"",
 		`Measured ${date} on ${machine.cpus} cores (${machine.cpu_model}), ${machine.memory_gib} GiB, Node ${machine.node}, ${machine.platform}.`,
 		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up, once the warm-up's last requests are answered, at ${CONNECTIONS} connections`,
-		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections, alone then beside logins in each of ${ROUNDS} rounds, its latencies exact rather than in whole ms); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
+		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections, alone then beside logins in each of ${ROUNDS} rounds, its latencies exact rather than in whole ms; by default bcrypt leaves a core to other requests, and the rows marked BCRYPT_SPARE_CORE_MS=0 ran a node where it does not); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
 		"bcrypt cost " + BCRYPT_COST + "; only the rate limit is raised (1 000 000 requests per 10 s), since one client IP sends all the load. Any non-2xx answer counts as an error; a scenario with errors is not a result.",
 		`This machine is shared and noisy: compare ratios within one run, not absolute figures across runs. Throughput scenarios run ${ROUNDS} rounds, each between two measurements of the baseline, and each round's ratio is to their mean; the round with the median ratio is shown (\`baseline_rps\` in results.json), with every round's ratio and p99 in its notes.`,
 		"",

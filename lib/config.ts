@@ -60,6 +60,8 @@ const variables = z.object({
 	CACHE_TTL_S: int(60, 0, 3600),
 	CACHE_MAX_ENTRIES: int(10000, 100, 1000000),
 	BCRYPT_COST: int(12, 4, 15),
+	/** After a request other than password work, how long bcrypt keeps one core free for it (0 = never). */
+	BCRYPT_SPARE_CORE_MS: int(1000, 0, 60000),
 	LOGIN_MAX_FAILURES: int(10, 1, 1000),
 	LOGIN_WINDOW_MS: int(15 * 60 * 1000, 1000, 24 * 3600 * 1000),
 	/** Public keys (PEM or JWK, comma-separated) of signing keys rotated out of JWT_PRIVATE_KEY: served in JWKS, still verified. */

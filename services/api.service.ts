@@ -5,6 +5,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
+import { markForeground } from "../lib/foreground";
 import { batchResponses } from "../lib/http-batching";
 import { unauthorized } from "../lib/errors";
 import { acceptRequestId, requestScope } from "../lib/request-context";
@@ -40,6 +41,9 @@ const PUBLIC_ACTIONS = new Set([
 	"auth.oauthCallback"
 ]);
 
+
+/** Actions that hash or check a password: their requests do not count as other traffic to the bcrypt pool. */
+const PASSWORD_WORK = new Set<string | undefined>(["auth.register", "auth.login", "auth.resetPassword"]);
 
 interface Vars {
 	/** Services the API cannot answer without; `/health/ready` checks each one and its database. */
@@ -358,6 +362,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 					return data;
 				},
 				onBeforeCall(this: This, ctx: Context<unknown, any>, _route: unknown, req: Req) {
+					// Other requests than password work: the bcrypt pool in this process leaves them a core.
+					if (!PASSWORD_WORK.has(req.$alias?.action)) markForeground();
 					// Headers an action needs travel as meta, never as params a client could also send in the body.
 					const key = req.headers["idempotency-key"];
 					ctx.meta.idempotencyKey = typeof key === "string" ? key : undefined;

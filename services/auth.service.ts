@@ -16,7 +16,7 @@ import { clearFailures, releaseAttempt, reserveAttempt, type LockoutPolicy } fro
 import { defineModels, type AuthModels } from "./auth/models";
 import { migrations } from "./auth/migrations";
 import { BINDING_COOKIE, consumeState, cookieValue, finishLogin, OAuthClients, startLogin, STATE_TTL_S, type ProviderIdentity } from "./auth/oauth";
-import { checkPassword, dummyHash, hashPassword, passwordProblem } from "./auth/passwords";
+import { checkPassword, dummyHash, hashPassword, passwordProblem, setSpareCoreMs } from "./auth/passwords";
 import { isSessionLive, issueRefreshToken, openSession, revokeSessions } from "./auth/sessions";
 import { hashToken, signAccessToken, tokenKid, verifyAccessToken, type TokenSettings } from "./auth/tokens";
 
@@ -571,6 +571,7 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 		this.lockout = { maxFailures: cfg.LOGIN_MAX_FAILURES, windowMs: cfg.LOGIN_WINDOW_MS };
 		// Read once here, not per request: the environment the service was created with is the one that counts.
 		this.bcryptCost = cfg.BCRYPT_COST;
+		setSpareCoreMs(cfg.BCRYPT_SPARE_CORE_MS);
 		this.refreshTtlSeconds = cfg.REFRESH_TOKEN_TTL_S;
 		this.appUrl = cfg.APP_URL;
 		this.requireVerifiedEmail = cfg.REQUIRE_VERIFIED_EMAIL;

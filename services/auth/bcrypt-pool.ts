@@ -1,13 +1,18 @@
 import os from "node:os";
 import { Worker } from "node:worker_threads";
+import { foregroundWithin } from "../../lib/foreground";
 
 /**
  * bcrypt on worker threads that run at the lowest CPU priority (nice 19; Linux keeps a nice value per
- * thread). When logins saturate the CPU, the event loop is preferred to them; when the CPU is idle the
- * workers take all of it. bcrypt's own async API would use libuv's pool, whose threads compete with the
- * event loop as equals. Nice 19 rather than 10: users/me at 500/s beside saturating logins measured a p99
- * of 3.8 ms (median of 8 rounds) against 4.8 ms (9 rounds) at nice 10. With no logins it is 1.2–1.9 ms:
- * on a two-vCPU VM the event loop still slows while both vCPUs are busy (BENCHMARKS.md, "What is left").
+ * thread). bcrypt's own async API would use libuv's pool, whose threads compete with the event loop as
+ * equals. Nice 19 rather than 10: users/me at 500/s beside saturating logins measured a p99 of 3.8 ms
+ * (median of 8 rounds) against 4.8 ms (9 rounds) at nice 10.
+ * Priority alone was not enough: on a two-vCPU VM, with both vCPUs hashing, that p99 was still 2.7× its
+ * 1.5 ms alone, and with one bcrypt thread 1.2–1.3×; on a slower host 1.85× against 1.43× with this
+ * pool's spare core (medians of 6 paired rounds; BENCHMARKS.md). So while the gateway in this process
+ * has begun other requests within the last `spareMs` (lib/foreground.ts), the pool starts jobs on at most
+ * `size - 1` threads; with only password work waiting it uses all `size`. It adapts as jobs end, so within
+ * one hash. The price: logins beside other traffic get (cores − 1) ÷ cores of the CPU.
  * A small pool of our own rather than a library: its worker is inline code, so it runs the same from
  * the TypeScript sources (tests) and the build.
  */
@@ -40,16 +45,31 @@ interface Slot {
 
 /** A worker with nothing to do for this long ends (each holds a V8 isolate, some MiB). */
 const IDLE_MS = 10000;
+/** How long after the last other request the pool keeps a core free (BCRYPT_SPARE_CORE_MS). */
+const SPARE_MS = 1000;
 
 export class BcryptPool {
 	private readonly slots: Slot[] = [];
 	private readonly queue: Job[] = [];
 	private readonly code = WORKER_CODE(require.resolve("bcrypt"));
+	private busy = 0;
 
 	constructor(
 		private readonly size = Math.max(1, os.availableParallelism()),
-		private readonly idleMs = IDLE_MS
+		private readonly idleMs = IDLE_MS,
+		/** 0: always every thread. */
+		public spareMs = SPARE_MS
 	) {}
+
+	/** Jobs running now. */
+	get running(): number {
+		return this.busy;
+	}
+
+	/** Threads jobs may start on now: one fewer while other requests are being served. */
+	limit(): number {
+		return this.size > 1 && this.spareMs > 0 && foregroundWithin(this.spareMs) ? this.size - 1 : this.size;
+	}
 
 	hash(password: string, cost: number): Promise<string> {
 		return this.run("hash", password, cost) as Promise<string>;
@@ -73,7 +93,7 @@ export class BcryptPool {
 	}
 
 	private pump(): void {
-		while (this.queue.length) {
+		while (this.queue.length && this.busy < this.limit()) {
 			let slot = this.slots.find(s => !s.job);
 			if (!slot && this.slots.length < this.size) slot = this.spawn();
 			if (!slot) return;
@@ -81,6 +101,7 @@ export class BcryptPool {
 			clearTimeout(slot.idle);
 			slot.worker.ref();
 			slot.job = job;
+			this.busy++;
 			slot.worker.postMessage({ op: job.op, a: job.a, b: job.b });
 		}
 	}
@@ -94,6 +115,7 @@ export class BcryptPool {
 		const slot: Slot = { worker: new Worker(this.code, { eval: true }) };
 		slot.worker.on("message", (msg: { ok?: unknown; error?: string }) => {
 			const job = slot.job;
+			if (job) this.busy--;
 			slot.job = undefined;
 			if (msg.error !== undefined) job?.reject(new Error(msg.error));
 			else job?.resolve(msg.ok);
@@ -111,6 +133,7 @@ export class BcryptPool {
 		const drop = (err: Error) => {
 			clearTimeout(slot.idle);
 			this.remove(slot);
+			if (slot.job) this.busy--;
 			slot.job?.reject(err);
 			slot.job = undefined;
 			this.pump();

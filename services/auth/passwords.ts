@@ -16,6 +16,11 @@ export function passwordProblem(password: string): FieldError | null {
 	return null;
 }
 
+/** How long after another request the pool keeps a core free (BCRYPT_SPARE_CORE_MS; 0 = never). */
+export function setSpareCoreMs(ms: number): void {
+	pool.spareMs = ms;
+}
+
 /** Off the event loop, on low-priority worker threads (bcrypt-pool.ts). */
 export function hashPassword(password: string, cost: number): Promise<string> {
 	return pool.hash(password, cost);

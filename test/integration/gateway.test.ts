@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
 import Redis from "ioredis";
+import { foregroundWithin } from "../../lib/foreground";
 import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type TestSystem } from "../helpers/system";
 
 const REDIS_URL = "redis://127.0.0.1:6379";
@@ -54,6 +55,17 @@ describe("gateway", () => {
 		expect(Object.hasOwn(me, "toString")).toBe(true);
 		expect(me.toString()).toBe(Alias.toString.call(me));
 		expect(me.toString()).toContain("users.me");
+	});
+
+	it("tells the bcrypt pool about requests other than password work, and not about logins", async () => {
+		const { email, password } = await registerAndLogin(sys.url);
+		await new Promise(r => setTimeout(r, 120));
+		expect(foregroundWithin(100)).toBe(false);
+		const login = await http(sys.url, "POST", "/api/v1/auth/login", { body: { email, password } });
+		expect(login.status).toBe(200);
+		expect(foregroundWithin(100)).toBe(false);
+		expect((await http(sys.url, "GET", "/api/v1/users/me", { token: login.body.access_token })).status).toBe(200);
+		expect(foregroundWithin(100)).toBe(true);
 	});
 
 	describe("bodies", () => {

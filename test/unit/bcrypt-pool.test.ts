@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import bcrypt from "bcrypt";
+import { markForeground } from "../../lib/foreground";
 import { BcryptPool } from "../../services/auth/bcrypt-pool";
 
 /** bcrypt on low-priority worker threads: same hashes as the library, errors surface, workers recover. */
@@ -53,4 +54,41 @@ it("takes an idle worker out of the pool as it ends it, so the next job starts a
 	} finally {
 		await quick.close();
 	}
+});
+
+describe("while other requests are being served", () => {
+	it("leaves a core to them, and takes it back once they stop", async () => {
+		const spare = new BcryptPool(2, 10000, 500);
+		try {
+			markForeground();
+			const jobs = [1, 2, 3].map(i => spare.hash(`password ${i}`, 4));
+			// One thread of two while the gateway has just begun another request.
+			expect(spare.running).toBe(1);
+			await jobs[0];
+			// Still within 500 ms of it: the next job waited for the first to end, the third waits too.
+			expect(spare.running).toBe(1);
+			await Promise.all(jobs);
+			// Quiet for longer than that: both threads again.
+			await new Promise(r => setTimeout(r, 520));
+			const more = [4, 5].map(i => spare.hash(`password ${i}`, 4));
+			expect(spare.running).toBe(2);
+			await Promise.all(more);
+		} finally {
+			await spare.close();
+		}
+	});
+
+	it("uses every thread when told to (spareMs 0), and one when it has only one", async () => {
+		markForeground();
+		const all = new BcryptPool(2, 10000, 0);
+		const one = new BcryptPool(1, 10000, 1000);
+		try {
+			const jobs = [all.hash("a password", 4), all.hash("b password", 4), one.hash("c password", 4)];
+			expect(all.running).toBe(2);
+			expect(one.running).toBe(1);
+			await Promise.all(jobs);
+		} finally {
+			await Promise.all([all.close(), one.close()]);
+		}
+	});
 });
