@@ -185,6 +185,13 @@ describe("payments through the gateway (simulated provider, PostgreSQL)", () => 
 			const dupes = await query(db, "SELECT receipt_number FROM payments WHERE receipt_number IS NOT NULL GROUP BY receipt_number HAVING count(*) > 1");
 			expect(dupes).toEqual([]);
 		});
+
+		it("gives concurrent charges one number each, with no gaps", async () => {
+			const results = await Promise.all(Array.from({ length: 12 }, () => charge(alice, VALID, newKey())));
+			const numbers = results.map(r => Number(/^R-\d{4}-(\d{6})$/.exec(r.body.receipt_number)![1])).sort((x, y) => x - y);
+			const first = numbers[0];
+			expect(numbers).toEqual(numbers.map((_, i) => first + i));
+		});
 	});
 
 	describe("Idempotency-Key", () => {
