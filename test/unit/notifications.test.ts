@@ -27,6 +27,13 @@ describe("money formatting", () => {
 		expect(formatMoney(1999, "not-a-code")).toBe("1999 NOT-A-CODE");
 		expect(formatMoney(Number.NaN, "usd")).toBe("NaN USD");
 	});
+
+	it("formats the same after many made-up codes have filled and emptied its cache of formatters", () => {
+		const codes = Array.from({ length: 700 }, (_, i) => String.fromCharCode(65 + (i % 26), 65 + ((i / 26) % 26), 81 + ((i / 676) % 10)));
+		for (const code of codes) expect(formatMoney(1999, code).replace(/\s/g, " ")).toBe(`${code} 19.99`);
+		expect(formatMoney(1999, "usd")).toBe("$19.99");
+		expect(formatMoney(500, "jpy")).toBe("¥500");
+	});
 });
 
 describe("retry backoff", () => {
