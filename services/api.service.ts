@@ -41,7 +41,6 @@ const PUBLIC_ACTIONS = new Set([
 	"auth.oauthCallback"
 ]);
 
-
 /** Actions that hash or check a password: their requests do not count as other traffic to the bcrypt pool. */
 const PASSWORD_WORK = new Set<string | undefined>(["auth.register", "auth.login", "auth.resetPassword"]);
 
