@@ -9,7 +9,7 @@ import { failpoint } from "../lib/failpoints";
 import { badRequest, conflict, forbidden, notFound, unprocessable } from "../lib/errors";
 import type { AppMeta } from "../lib/types";
 import { CURRENCIES } from "./payments/currencies";
-import { defineModels, toPayment, type PaymentModels, type PaymentRow, type PaymentView } from "./payments/models";
+import { defineModels, toPayment, type PaymentModels, type PaymentRow, type PaymentView, type WebhookEventRow } from "./payments/models";
 import { migrations } from "./payments/migrations";
 import { beginIdempotent, completeIdempotent, fingerprint, forgetIdempotent, releaseIdempotent, type StoredResponse } from "./payments/idempotency";
 import { chargeRequest, createProvider, ProviderRejectedError, type ChargeResult, type PaymentProvider } from "./payments/providers";
@@ -22,6 +22,7 @@ import { dayList, dayStart } from "../lib/days";
 type PaymentMeta = AppMeta;
 type Ctx<P = any> = Context<P, PaymentMeta>;
 type PaymentInstance = Model<PaymentRow, any> & PaymentRow;
+type WebhookEventInstance = Model<WebhookEventRow, any> & WebhookEventRow;
 
 interface ChargeParams {
 	amount: number;
@@ -44,7 +45,8 @@ type Methods = DbMethods &
 		finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
 		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
-		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined): Promise<number>;
+		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, pending?: WebhookEventInstance[]): Promise<number>;
+		pendingEvents(t: Transaction, intentId: string | null | undefined): Promise<WebhookEventInstance[]>;
 		settlePending(intentId: string, requestId: string | null | undefined): Promise<void>;
 		lockPaymentForEvent(t: Transaction, effect: EventEffect): Promise<PaymentInstance | null>;
 		findOwned(ctx: Ctx, id: string): Promise<PaymentInstance>;
@@ -391,8 +393,12 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			let intentId: string | null = null;
 			const response = await this.transaction(async t => {
 				const p = (await this.models.Payment.findByPk(paymentId, { transaction: t, lock: t.LOCK.UPDATE })) as PaymentInstance;
+				// Read before `apply`, which takes the year's receipt counter: every charge queues on that row
+				// until its transaction commits, so the round trips after it are kept few. An event stored
+				// after this read is applied by settlePending below.
+				const pending = await this.pendingEvents(t, p.provider_payment_id ?? target?.intentId);
 				if (target) await this.apply(t, p, target, requestId);
-				await this.applyPendingEvents(t, p, requestId);
+				await this.applyPendingEvents(t, p, requestId, pending);
 				intentId = p.provider_payment_id;
 				const answer = responseFor(p);
 				await completeIdempotent(this.models, t, userId, key, paymentId, answer);
@@ -439,13 +445,19 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 		},
 
 		/** Applies, in order, the stored events of the payment's PaymentIntent that were waiting for it. */
-		async applyPendingEvents(this: This, t: Transaction, payment: PaymentInstance, requestId: string | null | undefined) {
-			if (!payment.provider_payment_id) return 0;
-			const pending = await this.models.WebhookEvent.findAll({
-				where: { payment_intent: payment.provider_payment_id, processed_at: null },
+		/** The webhook events stored for a payment intent and not applied yet, oldest first. */
+		async pendingEvents(this: This, t: Transaction, intentId: string | null | undefined) {
+			if (!intentId) return [];
+			return this.models.WebhookEvent.findAll({
+				where: { payment_intent: intentId, processed_at: null },
 				order: [["received_at", "ASC"], ["id", "ASC"]],
 				transaction: t
 			});
+		},
+
+		async applyPendingEvents(this: This, t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, prefetched?: WebhookEventInstance[]) {
+			if (!payment.provider_payment_id) return 0;
+			const pending = prefetched ?? (await this.pendingEvents(t, payment.provider_payment_id));
 			let written = 0;
 			for (const row of pending) {
 				const effect = effectOf(JSON.parse(row.payload));
