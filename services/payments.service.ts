@@ -45,7 +45,7 @@ type Methods = DbMethods &
 		finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
 		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
-		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, pending?: WebhookEventInstance[]): Promise<number>;
+		applyPendingEvents(t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, pending: WebhookEventInstance[]): Promise<number>;
 		pendingEvents(t: Transaction, intentId: string | null | undefined): Promise<WebhookEventInstance[]>;
 		settlePending(intentId: string, requestId: string | null | undefined): Promise<void>;
 		lockPaymentForEvent(t: Transaction, effect: EventEffect): Promise<PaymentInstance | null>;
@@ -444,7 +444,6 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			return written.length;
 		},
 
-		/** Applies, in order, the stored events of the payment's PaymentIntent that were waiting for it. */
 		/** The webhook events stored for a payment intent and not applied yet, oldest first. */
 		async pendingEvents(this: This, t: Transaction, intentId: string | null | undefined) {
 			if (!intentId) return [];
@@ -455,9 +454,8 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			});
 		},
 
-		async applyPendingEvents(this: This, t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, prefetched?: WebhookEventInstance[]) {
-			if (!payment.provider_payment_id) return 0;
-			const pending = prefetched ?? (await this.pendingEvents(t, payment.provider_payment_id));
+		/** Applies, in order, the stored events (`pendingEvents`) of the payment's PaymentIntent that were waiting for it. */
+		async applyPendingEvents(this: This, t: Transaction, payment: PaymentInstance, requestId: string | null | undefined, pending: WebhookEventInstance[]) {
 			let written = 0;
 			for (const row of pending) {
 				const effect = effectOf(JSON.parse(row.payload));
@@ -472,7 +470,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 			if (!waiting) return;
 			const written = await this.transaction(async t => {
 				const p = await this.models.Payment.findOne({ where: { provider_payment_id: intentId }, transaction: t, lock: t.LOCK.UPDATE });
-				return p ? this.applyPendingEvents(t, p as PaymentInstance, requestId) : 0;
+				return p ? this.applyPendingEvents(t, p as PaymentInstance, requestId, await this.pendingEvents(t, intentId)) : 0;
 			});
 			if (written) this.kickOutbox();
 		},
