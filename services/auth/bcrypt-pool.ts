@@ -52,7 +52,6 @@ export class BcryptPool {
 	private readonly slots: Slot[] = [];
 	private readonly queue: Job[] = [];
 	private readonly code = WORKER_CODE(require.resolve("bcrypt"));
-	private busy = 0;
 
 	constructor(
 		private readonly size = Math.max(1, os.availableParallelism()),
@@ -63,7 +62,7 @@ export class BcryptPool {
 
 	/** Jobs running now. */
 	get running(): number {
-		return this.busy;
+		return this.slots.filter(s => s.job).length;
 	}
 
 	/** Threads jobs may start on now: one fewer while other requests are being served. */
@@ -93,7 +92,7 @@ export class BcryptPool {
 	}
 
 	private pump(): void {
-		while (this.queue.length && this.busy < this.limit()) {
+		while (this.queue.length && this.running < this.limit()) {
 			let slot = this.slots.find(s => !s.job);
 			if (!slot && this.slots.length < this.size) slot = this.spawn();
 			if (!slot) return;
@@ -101,7 +100,6 @@ export class BcryptPool {
 			clearTimeout(slot.idle);
 			slot.worker.ref();
 			slot.job = job;
-			this.busy++;
 			slot.worker.postMessage({ op: job.op, a: job.a, b: job.b });
 		}
 	}
@@ -115,7 +113,6 @@ export class BcryptPool {
 		const slot: Slot = { worker: new Worker(this.code, { eval: true }) };
 		slot.worker.on("message", (msg: { ok?: unknown; error?: string }) => {
 			const job = slot.job;
-			if (job) this.busy--;
 			slot.job = undefined;
 			if (msg.error !== undefined) job?.reject(new Error(msg.error));
 			else job?.resolve(msg.ok);
@@ -133,7 +130,6 @@ export class BcryptPool {
 		const drop = (err: Error) => {
 			clearTimeout(slot.idle);
 			this.remove(slot);
-			if (slot.job) this.busy--;
 			slot.job?.reject(err);
 			slot.job = undefined;
 			this.pump();
