@@ -89,7 +89,10 @@ function stop(nodes: Node[]): void {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
+const sd = (xs: number[]) => {
+	const m = mean(xs);
+	return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1));
+};
 
 async function main(): Promise<void> {
 	const builds = parseBuilds(process.argv.slice(2));

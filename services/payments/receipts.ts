@@ -18,12 +18,13 @@ const UPSERT = "INSERT INTO receipt_counters (year, last_value) VALUES (:year, 1
 
 export async function nextReceiptNumber(sequelize: Sequelize, t: Transaction, at: Date): Promise<string> {
 	const year = at.getUTCFullYear();
-	const opts = { replacements: { year }, transaction: t, type: QueryTypes.SELECT } as const;
+	const opts = { replacements: { year }, transaction: t };
+	const select = { ...opts, type: QueryTypes.SELECT } as const;
 	let rows: Array<{ last_value: number | string }>;
-	if (sequelize.getDialect() === "postgres") rows = await sequelize.query(`${UPSERT} RETURNING last_value`, opts);
+	if (sequelize.getDialect() === "postgres") rows = await sequelize.query(`${UPSERT} RETURNING last_value`, select);
 	else {
-		await sequelize.query(UPSERT, { replacements: { year }, transaction: t });
-		rows = await sequelize.query("SELECT last_value FROM receipt_counters WHERE year = :year", opts);
+		await sequelize.query(UPSERT, opts);
+		rows = await sequelize.query("SELECT last_value FROM receipt_counters WHERE year = :year", select);
 	}
 	return formatReceiptNumber(year, Number(rows[0].last_value));
 }
