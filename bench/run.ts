@@ -99,27 +99,47 @@ async function load(opts: autocannon.Options, seconds = SECONDS, warmup = WARMUP
 		// Left running, they would take the first part of the measured window: for 8 logins, most of a second.
 		await sleep(w.latency.max + 200);
 	}
-	// Without a callback autocannon returns its instance, an EventEmitter that is also a promise of the result.
-	const run = autocannon({ connections: CONNECTIONS, ...opts, duration: seconds }) as unknown as autocannon.Instance & PromiseLike<autocannon.Result>;
-	// autocannon's percentiles are whole milliseconds, too coarse for a p99 of 1–3 ms compared against twice
-	// another: at a fixed rate, the latencies are kept exactly (its per-response durations, from hrtime).
-	const exact: number[] | undefined = opts.overallRate ? [] : undefined;
-	if (exact) {
-		// Corrected for coordinated omission as autocannon corrects its own: a response later than the interval
-		// between a connection's requests stands for the requests that would have been sent meanwhile.
-		const interval = (1000 * (opts.connections ?? CONNECTIONS)) / opts.overallRate!;
+	if (opts.overallRate) return paced(opts, opts.overallRate, seconds);
+	const r = await autocannon({ connections: CONNECTIONS, ...opts, duration: seconds });
+	return { rps: roundRps(r.requests.total / seconds), p50: r.latency.p50, p99: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts, total: r.requests.total };
+}
+
+/** Whole requests per second, but one decimal below 100 (logins): rounding 5.4 to 5 would misstate a ratio. */
+function roundRps(rps: number): number {
+	return rps < 100 ? Math.round(rps * 10) / 10 : Math.round(rps);
+}
+
+/**
+ * A steady `rate` over `connections` (at most 50) connections. autocannon's own rate limit lets each
+ * connection send its quota at the start of each of its seconds, and connections started together share
+ * those seconds: 50 connections at 1/s each sent 50 charges at once, every second. Here each connection is
+ * its own autocannon instance, started 1/connections of a second after the one before, so the requests
+ * are spread over each second. autocannon's percentiles are whole milliseconds, too coarse for a p99 of
+ * 1–3 ms compared against twice another, so the latencies are kept exactly (its per-response durations,
+ * from hrtime), corrected for coordinated omission as autocannon corrects its own: a response later than
+ * the interval between a connection's requests stands for the requests that would have been sent meanwhile.
+ */
+async function paced(opts: autocannon.Options, rate: number, seconds: number, connections = Math.min(50, rate)): Promise<Load> {
+	const perConnection = rate / connections;
+	const interval = 1000 / perConnection;
+	const exact: number[] = [];
+	const runs: Array<PromiseLike<autocannon.Result>> = [];
+	for (let i = 0; i < connections; i++) {
+		// Without a callback autocannon returns its instance, an EventEmitter that is also a promise of the result.
+		const run = autocannon({ ...opts, connections: 1, overallRate: perConnection, duration: seconds }) as unknown as autocannon.Instance & PromiseLike<autocannon.Result>;
 		run.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
 			if (status < 200 || status > 299) return;
 			exact.push(ms);
 			for (let v = ms - interval; v >= interval; v -= interval) exact.push(v);
 		});
+		runs.push(run);
+		await sleep(1000 / connections);
 	}
-	const r = await run;
-	// Whole requests per second, but one decimal below 100 (logins): rounding 5.4 to 5 would misstate a ratio.
-	const rps = r.requests.total / seconds;
-	const sorted = exact?.sort((a, b) => a - b);
-	const [p50, p99] = sorted ? [percentile(sorted, 50), percentile(sorted, 99)].map(v => Math.round(v * 100) / 100) : [r.latency.p50, r.latency.p99];
-	return { rps: rps < 100 ? Math.round(rps * 10) / 10 : Math.round(rps), p50, p99, errors: r.non2xx + r.errors + r.timeouts, total: r.requests.total };
+	const results = await Promise.all(runs);
+	const total = results.reduce((n, r) => n + r.requests.total, 0);
+	const sorted = exact.sort((a, b) => a - b);
+	const [p50, p99] = [percentile(sorted, 50), percentile(sorted, 99)].map(v => Math.round(v * 100) / 100);
+	return { rps: roundRps(total / seconds), p50, p99, errors: results.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts, 0), total };
 }
 
 async function launch(name: string, env: Record<string, string>, ready: string): Promise<NodeProcess> {
@@ -284,7 +304,7 @@ async function loginRequest(base: string): Promise<autocannon.Options> {
  * in rounds (one p99 of a 10 s window moves by a few ms on this machine); the round with the median ratio is shown.
  */
 async function besideLogins(me: autocannon.Options, logins: autocannon.Options, ceiling: number, variant: string): Promise<void> {
-	const steady = { ...me, connections: 10, overallRate: ME_RATE };
+	const steady = { ...me, overallRate: ME_RATE };
 	const pairs: Array<{ alone: Load; during: Load; logins: Load; ratio: number }> = [];
 	for (let r = 0; r < ROUNDS; r++) {
 		const alone = await load(steady, SECONDS, 1);
@@ -370,10 +390,6 @@ async function charges(): Promise<void> {
 		({
 			url: `${base}/api/v1/payments/charge`,
 			method: "POST",
-			// One request a second per connection: a steady rate as long as a charge answers within a second.
-			// With 10 connections (200 ms each) a slower host's p99 of 455 ms held the rate at 37/s.
-			connections: CHARGE_RATE,
-			overallRate: CHARGE_RATE,
 			headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
 			body: JSON.stringify({ amount: 1999, currency: "usd", payment_method: "pm_card_visa", description: "bench" }),
 			requests: [
@@ -386,18 +402,20 @@ async function charges(): Promise<void> {
 				}
 			]
 		}) as autocannon.Options;
-	await autocannon({ ...opts(false), duration: 3 });
-	const r = await autocannon({ ...opts(true), duration: CHARGE_SECONDS });
+	// One connection per charge of a second, each sending one a second, started 1/rate s apart (see paced):
+	// a steady rate as long as a charge answers within a second.
+	await paced(opts(false), CHARGE_RATE, 3, CHARGE_RATE);
+	const r = await paced(opts(true), CHARGE_RATE, CHARGE_SECONDS, CHARGE_RATE);
 	const deadline = Date.now() + 15000;
 	while (Date.now() < deadline && [...sentAt.keys()].some(k => !arrivals.has(k))) await sleep(200);
 	scenarios.push({
 		name: `charge (simulated provider, PostgreSQL) at ${CHARGE_RATE}/s`,
-		rps: Math.round(r.requests.total / CHARGE_SECONDS),
-		p50_ms: r.latency.p50,
-		p99_ms: r.latency.p99,
-		errors: r.non2xx + r.errors + r.timeouts,
+		rps: Math.round(r.total / CHARGE_SECONDS),
+		p50_ms: r.p50,
+		p99_ms: r.p99,
+		errors: r.errors,
 		// A closed-loop client sends less than its rate once answers take longer than its interval: say so.
-		notes: r.requests.total < 0.95 * CHARGE_RATE * CHARGE_SECONDS ? `the node did not keep up: ${r.requests.total} charges in ${CHARGE_SECONDS} s, not ${CHARGE_RATE * CHARGE_SECONDS}` : ""
+		notes: r.total < 0.95 * CHARGE_RATE * CHARGE_SECONDS ? `the node did not keep up: ${r.total} charges in ${CHARGE_SECONDS} s, not ${CHARGE_RATE * CHARGE_SECONDS}` : ""
 	});
 	const lat = [...sentAt.entries()].filter(([k]) => arrivals.has(k)).map(([k, t]) => arrivals.get(k)! - t).sort((a, b) => a - b);
 	const missing = sentAt.size - lat.length;
@@ -444,7 +462,7 @@ async function main(): Promise<void> {
 		"",
 		`Measured ${date} on ${machine.cpus} cores (${machine.cpu_model}), ${machine.memory_gib} GiB, Node ${machine.node}, ${machine.platform}.`,
 		`Reproduce: \`npm run bench\` (PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222). Each scenario runs ${SECONDS} s after a ${WARMUP} s warm-up, once the warm-up's last requests are answered, at ${CONNECTIONS} connections`,
-		`(login: 8 connections; users/me beside logins: a fixed ${ME_RATE}/s on 10 connections, alone then beside logins in each of ${ROUNDS} rounds, its latencies exact rather than in whole ms; by default bcrypt leaves a core to other requests, and the rows marked BCRYPT_SPARE_CORE_MS=0 ran a node where it does not); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s. The system runs as real nodes (the built runner) with its real configuration,`,
+		`(login: 8 connections; users/me beside logins: a steady ${ME_RATE}/s on 50 connections, each started 1/50 s after the one before, alone then beside logins in each of ${ROUNDS} rounds, its latencies exact rather than in whole ms; by default bcrypt leaves a core to other requests, and the rows marked BCRYPT_SPARE_CORE_MS=0 ran a node where it does not); charges run at a steady ${CHARGE_RATE}/s for ${CHARGE_SECONDS} s, one a second on each of ${CHARGE_RATE} connections started 1/${CHARGE_RATE} s apart. The system runs as real nodes (the built runner) with its real configuration,`,
 		"bcrypt cost " + BCRYPT_COST + "; only the rate limit is raised (1 000 000 requests per 10 s), since one client IP sends all the load. Any non-2xx answer counts as an error; a scenario with errors is not a result.",
 		`This machine is shared and noisy: compare ratios within one run, not absolute figures across runs. Throughput scenarios run ${ROUNDS} rounds, each between two measurements of the baseline, and each round's ratio is to their mean; the round with the median ratio is shown (\`baseline_rps\` in results.json), with every round's ratio and p99 in its notes.`,
 		"",
