@@ -8,7 +8,7 @@
  *   3. authenticated GET /api/v1/users/me on the embedded default;
  *   4. the same through a gateway node to a users node over NATS (auth on a third node), with PostgreSQL;
  *   5. login (bcrypt-bound) against the bcrypt ceiling measured in this run (cores ÷ time of one hash),
- *      and users/me at a fixed rate alone and while logins saturate the CPU (its p99 must not double), in
+ *      and users/me at a steady rate alone and while logins saturate the CPU (its p99 must not double), in
  *      rounds, with its latencies kept exactly (autocannon's own percentiles are whole milliseconds); then
  *      again on a second node with bcrypt on every core throughout (BCRYPT_SPARE_CORE_MS=0), for comparison;
  *   6. charge on the simulated provider (PostgreSQL) at a steady rate, and charge → receipt email latency;

@@ -9,10 +9,10 @@ export function formatReceiptNumber(year: number, n: number): string {
  * Takes the next receipt number of the year in the caller's transaction: the counter row is locked
  * until that transaction ends, so numbers are unique and sequential, and a rollback gives the number
  * back (no gaps). Every charge of the year queues on that row, so it is one statement on PostgreSQL, an
- * upsert that returns the value (three before). The queue did not shorten with it: the round trips
- * after the number, until the commit, hold the row (BENCHMARKS.md). SQLite serializes whole write
- * transactions anyway; its driver, through Sequelize, drops the rows an INSERT returns, so there it is
- * the upsert and a SELECT.
+ * upsert that returns the value. Taking it last instead, in one statement with the rows that carry it,
+ * was measured and bought nothing at a steady 50 charges/s (BENCHMARKS.md). SQLite serializes whole
+ * write transactions anyway; its driver, through Sequelize, drops the rows an INSERT returns, so there
+ * it is the upsert and a SELECT.
  */
 const UPSERT = "INSERT INTO receipt_counters (year, last_value) VALUES (:year, 1) ON CONFLICT (year) DO UPDATE SET last_value = receipt_counters.last_value + 1";
 
