@@ -110,7 +110,7 @@ function roundRps(rps: number): number {
 }
 
 /**
- * A steady `rate` over `connections` (at most 50) connections. autocannon's own rate limit lets each
+ * A steady `rate` over `connections` connections (by default as many as the rate, at most 50). autocannon's own rate limit lets each
  * connection send its quota at the start of each of its seconds, and connections started together share
  * those seconds: 50 connections at 1/s each sent 50 charges at once, every second. Here each connection is
  * its own autocannon instance, started 1/connections of a second after the one before, so the requests
@@ -121,6 +121,7 @@ function roundRps(rps: number): number {
  */
 async function paced(opts: autocannon.Options, rate: number, seconds: number, connections = Math.min(50, rate)): Promise<Load> {
 	const perConnection = rate / connections;
+	if (!Number.isInteger(perConnection)) throw new Error(`a paced rate must be a whole number per connection: ${rate}/s on ${connections} connections`);
 	const interval = 1000 / perConnection;
 	const exact: number[] = [];
 	const runs: Array<PromiseLike<autocannon.Result>> = [];
@@ -402,7 +403,7 @@ async function charges(): Promise<void> {
 				}
 			]
 		}) as autocannon.Options;
-	// One connection per charge of a second, each sending one a second, started 1/rate s apart (see paced):
+	// As many connections as charges a second, each sending one a second, started 1/rate s apart (see paced):
 	// a steady rate as long as a charge answers within a second.
 	await paced(opts(false), CHARGE_RATE, 3, CHARGE_RATE);
 	const r = await paced(opts(true), CHARGE_RATE, CHARGE_SECONDS, CHARGE_RATE);
