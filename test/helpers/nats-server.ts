@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
 import { connect } from "nats";
 import { collectLines } from "./node-process";
 import { waitFor } from "./wait";
@@ -19,6 +20,15 @@ export interface NatsServer {
 	/** Freezes the process (SIGSTOP): connections stay open and nothing is answered, until `resume`. */
 	pause(): void;
 	resume(): void;
+}
+
+/** Whether every thread of `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+function allStopped(pid: number): boolean {
+	try {
+		return fs.readdirSync(`/proc/${pid}/task`).every(tid => / T /.test(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(")").pop()!.slice(0, 3)));
+	} catch {
+		return true;
+	}
 }
 
 /** A nats-server with JetStream on its own port and store dir; restarts keep both. */
@@ -58,7 +68,14 @@ export function natsServer(port: number, storeDir: string): NatsServer {
 			await exited;
 		},
 		pause() {
-			if (running()) proc!.kill("SIGSTOP");
+			if (!running()) return;
+			proc!.kill("SIGSTOP");
+			// kill() returns once the signal is sent, not once every thread has stopped: on a busy machine the
+			// server could still answer a PING sent right after. Wait until each of its threads reads stopped.
+			const end = Date.now() + 2000;
+			while (Date.now() < end && !allStopped(proc!.pid!)) {
+				/* a few ms at most */
+			}
 		},
 		resume() {
 			if (running()) proc!.kill("SIGCONT");
