@@ -301,7 +301,7 @@ async function loginRequest(base: string): Promise<autocannon.Options> {
 }
 
 /**
- * 5b. Does saturating bcrypt hurt everything else? users/me at a fixed rate, alone and while logins run,
+ * 5b. Does saturating bcrypt hurt everything else? users/me at a steady rate, alone and while logins run,
  * in rounds (one p99 of a 10 s window moves by a few ms on this machine); the round with the median ratio is shown.
  */
 async function besideLogins(me: autocannon.Options, logins: autocannon.Options, ceiling: number, variant: string): Promise<void> {

@@ -5,14 +5,11 @@ import { foregroundWithin } from "../../lib/foreground";
 /**
  * bcrypt on worker threads that run at the lowest CPU priority (nice 19; Linux keeps a nice value per
  * thread). bcrypt's own async API would use libuv's pool, whose threads compete with the event loop as
- * equals. Nice 19 rather than 10: users/me at 500/s beside saturating logins measured a p99 of 3.8 ms
- * (median of 8 rounds) against 4.8 ms (9 rounds) at nice 10.
- * Priority alone was not enough: on a two-vCPU VM, with both vCPUs hashing, that p99 was still 2.7× its
- * 1.5 ms alone, and with one bcrypt thread 1.2–1.3×; on a slower host 1.85× against 1.43× with this
- * pool's spare core (medians of 6 paired rounds; BENCHMARKS.md). So while the gateway in this process
- * has begun other requests within the last `spareMs` (lib/foreground.ts), the pool starts jobs on at most
- * `size - 1` threads; with only password work waiting it uses all `size`. It adapts as jobs end, so within
- * one hash. The price: logins beside other traffic get (cores − 1) ÷ cores of the CPU.
+ * equals. Priority alone did not keep other requests' p99 from doubling beside saturating logins on a
+ * two-vCPU VM (BENCHMARKS.md), so while the gateway in this process has begun other requests within the
+ * last `spareMs` (lib/foreground.ts), jobs start on at most `size - 1` threads; with only password work
+ * waiting, on all `size`. It re-decides as each job ends. The price: logins beside other traffic get
+ * (cores − 1) ÷ cores of the CPU.
  * A small pool of our own rather than a library: its worker is inline code, so it runs the same from
  * the TypeScript sources (tests) and the build.
  */
@@ -45,8 +42,6 @@ interface Slot {
 
 /** A worker with nothing to do for this long ends (each holds a V8 isolate, some MiB). */
 const IDLE_MS = 10000;
-/** How long after the last other request the pool keeps a core free (BCRYPT_SPARE_CORE_MS). */
-const SPARE_MS = 1000;
 
 export class BcryptPool {
 	private readonly slots: Slot[] = [];
@@ -56,8 +51,8 @@ export class BcryptPool {
 	constructor(
 		private readonly size = Math.max(1, os.availableParallelism()),
 		private readonly idleMs = IDLE_MS,
-		/** 0: always every thread. */
-		public spareMs = SPARE_MS
+		/** How long after another request a core stays free; 0, until the auth service sets BCRYPT_SPARE_CORE_MS: every thread. */
+		public spareMs = 0
 	) {}
 
 	/** Jobs running now. */
