@@ -11,6 +11,7 @@ import { unauthorized } from "../lib/errors";
 import { acceptRequestId, requestScope } from "../lib/request-context";
 import type { AuthUser } from "../lib/types";
 import { sendAdminAsset, sendAdminPage } from "./api/admin-panel";
+import { AliasIndex, type Alias, type Found } from "./api/alias-index";
 import { sendDocsAsset, sendDocsPage } from "./api/docs";
 import { openapiDocument } from "./api/openapi";
 import { toProblem } from "./api/problem";
@@ -54,6 +55,9 @@ interface Vars {
 	server: HttpServer;
 	/** Open connections (see `drain`): tracked per connection, so a request costs nothing here. */
 	connections: Set<Socket>;
+	/** moleculer-web's aliases, kept by moleculer-web. */
+	aliases: Alias[];
+	aliasIndex: AliasIndex;
 }
 type Methods = {
 	authenticate(ctx: Context<unknown, any>, route: unknown, req: Req): Promise<AuthUser | null>;
@@ -63,6 +67,7 @@ type Methods = {
 	readiness(): Promise<{ ready: boolean; checks: Record<string, "ok" | "down"> }>;
 	clientIp(req: Req): string;
 	drain(): Promise<void>;
+	resolveAlias(url: string, method?: string): Found | false;
 };
 type This = Vars & Methods & { settings: Record<string, any>; logger: import("moleculer").Logger; broker: import("moleculer").ServiceBroker };
 
@@ -126,7 +131,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			// `rest` itself is not tracked for the graceful stop: the drain waits for its HTTP answer, and the
 			// actions it calls are tracked by their own services.
 			options.tracking = false;
-			res.setHeader("X-Request-ID", requestID);
+			// X-Request-ID is set from it by moleculer-web's `rest`, the first thing it does.
 			res.setHeader("X-Content-Type-Options", "nosniff");
 			res.setHeader("Referrer-Policy", "no-referrer");
 			res.setHeader("X-Frame-Options", "DENY");
@@ -176,6 +181,11 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			clearTimeout(cut);
 			if (unanswered) this.logger.warn(`API gateway closed: ${unanswered} request(s) still running after SHUTDOWN_TIMEOUT_MS were cut`);
 			else this.logger.info("API gateway closed after answering every in-flight request");
+		},
+
+		/** moleculer-web's, with a request for a fixed path found without trying every alias before it. */
+		resolveAlias(this: This, url: string, method = "GET") {
+			return this.aliasIndex.resolve(this.aliases, url, method);
 		},
 
 		clientIp(this: This, req: Req) {
@@ -255,6 +265,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		// moleculer-web created the server in its own created(), which runs first.
 		if (this.server) batchResponses(this.server);
 		this.connections = new Set();
+		this.aliasIndex = new AliasIndex();
 		this.server?.on("connection", (socket: Socket) => {
 			this.connections.add(socket);
 			socket.once("close", () => this.connections.delete(socket));
@@ -435,7 +446,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		routes.forEach(route => (this as unknown as { addRoute(r: unknown): void }).addRoute({ logging: accessLines !== null, ...route }));
 		// moleculer-web passes every request's alias to a debug line as `alias.toString()`, which pads and colours
 		// it before the logger can drop the line; the text is made once here instead.
-		for (const alias of (this as unknown as { aliases: Array<{ toString(): string }> }).aliases) {
+		for (const alias of this.aliases as unknown as Array<{ toString(): string }>) {
 			const text = alias.toString();
 			alias.toString = () => text;
 		}
