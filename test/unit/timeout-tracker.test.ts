@@ -2,6 +2,7 @@ import { Errors, ServiceBroker, type Context } from "moleculer";
 import { brokerOptions } from "../../lib/broker";
 import { loadConfig } from "../../lib/config";
 import { runningContexts } from "../../lib/context-tracker";
+import { Deadlines } from "../../lib/timeout";
 
 /** The lean Timeout and ContextTracker (lib/timeout.ts, lib/context-tracker.ts) in a broker with the project's options. */
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -67,6 +68,21 @@ describe("Timeout", () => {
 		expect(Date.now() - started).toBeLessThan(450);
 	});
 
+	it("times out each of many calls on the action's own timeout at its own deadline, and no other", async () => {
+		const started = Date.now();
+		const settled = (p: Promise<unknown>) => p.then(() => Date.now() - started, () => -(Date.now() - started));
+		const first = settled(b.call("t.hang"));
+		const quick = Array.from({ length: 20 }, (_, i) => b.call("t.wait", { ms: 5 * i }));
+		await sleep(80);
+		const second = settled(b.call("t.hang"));
+		expect(await Promise.all(quick)).toEqual(quick.map(() => "done"));
+		// Negative: rejected, after that many ms.
+		const [a, z] = [-(await first), -(await second)];
+		expect(a).toBeGreaterThanOrEqual(195);
+		expect(z).toBeGreaterThanOrEqual(275);
+		expect(z - a).toBeGreaterThanOrEqual(60);
+	});
+
 	it("passes other errors through unchanged", async () => {
 		await expect(b.call("t.throws")).rejects.toMatchObject({ code: 422, type: "NO" });
 	});
@@ -120,5 +136,33 @@ describe("ContextTracker", () => {
 		expect(Date.now() - started).toBeGreaterThanOrEqual(550);
 		expect(errors.some(e => e instanceof Errors.GracefulStopTimeoutError)).toBe(true);
 		release();
+	});
+});
+
+describe("Deadlines", () => {
+	it("runs what is due in order, skips what ended, and keeps no timer once empty", async () => {
+		const list = new Deadlines(50);
+		const armed = () => (list as unknown as { timer?: NodeJS.Timeout }).timer !== undefined;
+		const fired: string[] = [];
+		const a = list.add(() => fired.push("a"));
+		await sleep(10);
+		const b = list.add(() => fired.push("b"));
+		list.add(() => fired.push("c"));
+		list.remove(b);
+		list.remove(b);
+		expect(armed()).toBe(true);
+		await sleep(30);
+		expect(fired).toEqual([]);
+		await sleep(90);
+		expect(fired).toEqual(["a", "c"]);
+		expect(armed()).toBe(false);
+		// Removing what has already fired changes nothing; a list emptied by a call's end stops its timer.
+		list.remove(a);
+		const d = list.add(() => fired.push("d"));
+		expect(armed()).toBe(true);
+		list.remove(d);
+		expect(armed()).toBe(false);
+		await sleep(70);
+		expect(fired).toEqual(["a", "c"]);
 	});
 });
