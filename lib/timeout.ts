@@ -23,9 +23,12 @@ interface Deadline {
 
 /**
  * The calls waiting out one duration, in the order they started, which is also the order of their
- * deadlines: one Node timer, for the earliest, serves them all. A call adds itself to the tail and unlinks
- * itself when it ends, so nothing outlives its call. A Node timer per call cost about 2 µs (its creation,
- * its place in Node's timer list, its clearing): 3 % of a gateway request's CPU.
+ * deadlines: one Node timer, armed for the earliest, serves them all. A call adds itself to the tail and
+ * unlinks itself when it ends, so nothing outlives its call. The timer is not cleared when the list
+ * empties (a fast local call empties it every time): it fires, finds nothing due and stays off until the
+ * next call. It is unref'd, so an idle process is not held open by it; what a call waits on holds it.
+ * A Node timer per call (created, placed in Node's timer list, cleared) cost about 2 µs of a gateway
+ * request's 70.
  */
 export class Deadlines {
 	private head: Deadline | null = null;
@@ -39,11 +42,12 @@ export class Deadlines {
 		if (this.tail) this.tail.next = d;
 		else this.head = d;
 		this.tail = d;
-		if (!this.timer) this.timer = setTimeout(this.expire, this.ms);
+		// An armed timer is due no later than this deadline: it was armed for an earlier one.
+		if (!this.timer) this.arm(this.ms);
 		return d;
 	}
 
-	/** The call ended: its deadline goes; with none left, so does the timer (an idle process is not held open). */
+	/** The call ended (or timed out): its deadline goes. */
 	remove(d: Deadline): void {
 		if (d.onTimeout === null) return;
 		d.onTimeout = null;
@@ -52,10 +56,10 @@ export class Deadlines {
 		if (d.next) d.next.prev = d.prev;
 		else this.tail = d.prev;
 		d.prev = d.next = null;
-		if (!this.head && this.timer) {
-			clearTimeout(this.timer);
-			this.timer = undefined;
-		}
+	}
+
+	private arm(ms: number): void {
+		this.timer = setTimeout(this.expire, ms).unref();
 	}
 
 	private readonly expire = (): void => {
@@ -67,7 +71,7 @@ export class Deadlines {
 			due.push(d.onTimeout!);
 			this.remove(d);
 		}
-		if (this.head && !this.timer) this.timer = setTimeout(this.expire, Math.max(1, Math.ceil(this.head.at - now)));
+		if (this.head) this.arm(Math.max(1, Math.ceil(this.head.at - now)));
 		for (const fn of due) fn();
 	};
 }
