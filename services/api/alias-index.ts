@@ -25,11 +25,12 @@ const SYNTAX = /[:*?+(){}!\\]/;
 export class AliasIndex {
 	private list: Alias[] | undefined;
 	private length = -1;
-	private exact = new Map<string, Alias>();
+	/** By method, then path: no key is built per request. */
+	private exact = new Map<string, Map<string, Alias>>();
 
 	resolve(aliases: Alias[], url: string, method: string): Found | false {
 		if (aliases !== this.list || aliases.length !== this.length) this.build(aliases);
-		const hit = this.exact.get(`${method} ${url}`);
+		const hit = this.exact.get(method)?.get(url);
 		if (hit) return { alias: hit, params: {} };
 		for (const alias of aliases) {
 			if (alias.method !== "*" && alias.method !== method) continue;
@@ -45,10 +46,11 @@ export class AliasIndex {
 		this.exact = new Map();
 		aliases.forEach((alias, i) => {
 			if (alias.method === "*" || alias.keys.length || SYNTAX.test(alias.fullPath)) return;
-			const key = `${alias.method} ${alias.fullPath}`;
-			if (this.exact.has(key)) return;
+			let paths = this.exact.get(alias.method);
+			if (!paths) this.exact.set(alias.method, (paths = new Map()));
+			if (paths.has(alias.fullPath)) return;
 			const shadowed = aliases.slice(0, i).some(a => (a.method === "*" || a.method === alias.method) && a.match(alias.fullPath));
-			if (!shadowed) this.exact.set(key, alias);
+			if (!shadowed) paths.set(alias.fullPath, alias);
 		});
 	}
 }
