@@ -120,28 +120,16 @@ export function timeout(): Middleware {
 					if (remote) rejectPending(transit, ctx.id, err);
 					reject(err);
 				};
-				if (shared && ms === usual) {
-					const d = shared.add(timedOut);
-					p.then(
-						value => {
-							shared.remove(d);
-							resolve(value);
-						},
-						(err: unknown) => {
-							shared.remove(d);
-							reject(err);
-						}
-					);
-					return;
-				}
-				const timer = setTimeout(timedOut, ms);
+				const d = shared && ms === usual ? shared.add(timedOut) : null;
+				const timer = d ? undefined : setTimeout(timedOut, ms);
+				const ended = () => (d ? shared!.remove(d) : clearTimeout(timer));
 				p.then(
 					value => {
-						clearTimeout(timer);
+						ended();
 						resolve(value);
 					},
 					(err: unknown) => {
-						clearTimeout(timer);
+						ended();
 						reject(err);
 					}
 				);
