@@ -16,11 +16,12 @@ export interface Found {
 const SYNTAX = /[:*?+(){}!\\]/;
 
 /**
- * moleculer-web resolves a request by trying each alias's regex in turn, the first that matches wins:
- * with 40 aliases, a request for one far down the list runs a dozen regexes. This finds an alias with a
- * fixed path (no parameters) by its method and exact path instead, when no alias before it could match
- * that path, so the answer is the one the scan would give; anything else falls back to the scan.
- * Rebuilt whenever moleculer-web replaces or extends its list.
+ * moleculer-web resolves a request by trying each alias's regex in turn, the first that matches wins, and
+ * orders its aliases deepest path first, then by name: of the gateway's 48, `GET /users/me` came after
+ * some twenty other GET aliases. This finds an alias with a fixed path (no parameters) by its method and
+ * exact path instead, when no alias before it could match that path, so the answer is the one the scan
+ * would give; anything else falls back to the scan. Rebuilt whenever moleculer-web replaces or extends
+ * its list.
  */
 export class AliasIndex {
 	private list: Alias[] | undefined;
