@@ -17,8 +17,8 @@ export interface NatsServer {
 	stop(): Promise<void>;
 	/** Stops it, stays down for `downMs`, starts it again on the same port and store. */
 	restart(downMs?: number): Promise<void>;
-	/** Freezes the process (SIGSTOP): connections stay open and nothing is answered, until `resume`. */
-	pause(): void;
+	/** Freezes the process (SIGSTOP) and resolves once every thread has stopped: connections stay open and nothing is answered, until `resume`. */
+	pause(): Promise<void>;
 	resume(): void;
 }
 
@@ -67,15 +67,13 @@ export function natsServer(port: number, storeDir: string): NatsServer {
 			if (running()) proc!.kill("SIGTERM");
 			await exited;
 		},
-		pause() {
+		async pause() {
 			if (!running()) return;
+			const pid = proc!.pid!;
 			proc!.kill("SIGSTOP");
 			// kill() returns once the signal is sent, not once every thread has stopped: on a busy machine the
-			// server could still answer a PING sent right after. Wait until each of its threads reads stopped.
-			const end = Date.now() + 2000;
-			while (Date.now() < end && !allStopped(proc!.pid!)) {
-				/* a few ms at most */
-			}
+			// server could still answer a PING sent right after.
+			await waitFor(() => allStopped(pid), "every nats-server thread to stop", 2000);
 		},
 		resume() {
 			if (running()) proc!.kill("SIGCONT");

@@ -109,7 +109,7 @@ describe("publishedToNats and broadcastBeforeAnswer", () => {
 	});
 
 	it("broadcastBeforeAnswer waits while NATS takes nothing, returns once it does, and the other node gets the event", async () => {
-		nats.pause();
+		await nats.pause();
 		let settled = false;
 		const answered = broadcastBeforeAnswer(sender, "t.revoked", { sids: ["s1"] }).then(() => (settled = true));
 		await new Promise(r => setTimeout(r, 300));
@@ -121,7 +121,7 @@ describe("publishedToNats and broadcastBeforeAnswer", () => {
 	});
 
 	it("does not hold the answer past its limit when NATS never answers", async () => {
-		nats.pause();
+		await nats.pause();
 		try {
 			// Settles (the test would time out otherwise), though NATS answers nothing.
 			await expect(publishedToNats(sender, 200)).resolves.toBeUndefined();
