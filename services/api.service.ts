@@ -29,6 +29,9 @@ type Req = IncomingMessage & {
 type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
+/** moleculer-web's own alias lookup, which the gateway's `resolveAlias` falls back to. */
+const scanAliases = (ApiGateway as unknown as { methods: { resolveAlias(this: unknown, url: string, method: string): Found | false } }).methods.resolveAlias;
+
 /** Actions a client may call without a token. */
 const PUBLIC_ACTIONS = new Set([
 	"auth.register",
@@ -185,7 +188,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 
 		/** moleculer-web's, with a request for a fixed path found without trying every alias before it. */
 		resolveAlias(this: This, url: string, method = "GET") {
-			return this.aliasIndex.resolve(this.aliases, url, method);
+			return this.aliasIndex.find(this.aliases, url, method) ?? scanAliases.call(this, url, method);
 		},
 
 		clientIp(this: This, req: Req) {

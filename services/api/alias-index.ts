@@ -20,8 +20,8 @@ const SYNTAX = /[:*?+(){}!\\]/;
  * orders its aliases deepest path first, then by name: of the gateway's 48, `GET /users/me` came after
  * some twenty other GET aliases. This finds an alias with a fixed path (no parameters) by its method and
  * exact path instead, when no alias before it could match that path, so the answer is the one the scan
- * would give; anything else falls back to the scan. Rebuilt whenever moleculer-web replaces or extends
- * its list.
+ * would give; for anything else it finds nothing, and the caller scans as moleculer-web does. Rebuilt
+ * whenever moleculer-web replaces or extends its list.
  */
 export class AliasIndex {
 	private list: Alias[] | undefined;
@@ -29,16 +29,10 @@ export class AliasIndex {
 	/** By method, then path: no key is built per request. */
 	private exact = new Map<string, Map<string, Alias>>();
 
-	resolve(aliases: Alias[], url: string, method: string): Found | false {
+	find(aliases: Alias[], url: string, method: string): Found | undefined {
 		if (aliases !== this.list || aliases.length !== this.length) this.build(aliases);
-		const hit = this.exact.get(method)?.get(url);
-		if (hit) return { alias: hit, params: {} };
-		for (const alias of aliases) {
-			if (alias.method !== "*" && alias.method !== method) continue;
-			const params = alias.match(url);
-			if (params) return { alias, params };
-		}
-		return false;
+		const alias = this.exact.get(method)?.get(url);
+		return alias && { alias, params: {} };
 	}
 
 	private build(aliases: Alias[]): void {
