@@ -1,5 +1,5 @@
 import crypto from "node:crypto";
-import type { Server as HttpServer, IncomingMessage, ServerResponse } from "node:http";
+import http, { type Server as HttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
@@ -13,6 +13,7 @@ import type { AuthUser } from "../lib/types";
 import { sendAdminAsset, sendAdminPage } from "./api/admin-panel";
 import { AliasIndex, type Alias, type Found } from "./api/alias-index";
 import { sendDocsAsset, sendDocsPage } from "./api/docs";
+import { GatewayResponse } from "./api/gateway-response";
 import { openapiDocument } from "./api/openapi";
 import { toProblem } from "./api/problem";
 import { consume, createRateLimit, type RateLimit } from "./api/rate-limit";
@@ -29,8 +30,9 @@ type Req = IncomingMessage & {
 type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
-/** moleculer-web's own alias lookup, which the gateway's `resolveAlias` falls back to. */
-const scanAliases = (ApiGateway as unknown as { methods: { resolveAlias(this: unknown, url: string, method: string): Found | false } }).methods.resolveAlias;
+/** moleculer-web's own methods the gateway's versions fall back to. */
+const gatewayMethods = (ApiGateway as unknown as { methods: { resolveAlias(this: unknown, url: string, method: string): Found | false; createServer(this: unknown): void } }).methods;
+const scanAliases = gatewayMethods.resolveAlias;
 
 /** Actions a client may call without a token. */
 const PUBLIC_ACTIONS = new Set([
@@ -71,8 +73,15 @@ type Methods = {
 	clientIp(req: Req): string;
 	drain(): Promise<void>;
 	resolveAlias(url: string, method?: string): Found | false;
+	createServer(): void;
 };
-type This = Vars & Methods & { settings: Record<string, any>; logger: import("moleculer").Logger; broker: import("moleculer").ServiceBroker };
+type This = Vars & Methods & {
+	settings: Record<string, any>;
+	logger: import("moleculer").Logger;
+	broker: import("moleculer").ServiceBroker;
+	httpHandler: (req: IncomingMessage, res: ServerResponse) => void;
+	isHTTPS: boolean;
+};
 
 function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
 	res.statusCode = status;
@@ -184,6 +193,19 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			clearTimeout(cut);
 			if (unanswered) this.logger.warn(`API gateway closed: ${unanswered} request(s) still running after SHUTDOWN_TIMEOUT_MS were cut`);
 			else this.logger.info("API gateway closed after answering every in-flight request");
+		},
+
+		/**
+		 * moleculer-web's, for plain HTTP (TLS ends in front of the gateway), with the gateway's response
+		 * class: its usual headers go out through one `writeHead` (services/api/gateway-response.ts).
+		 */
+		createServer(this: This) {
+			if (this.server) return;
+			if (this.settings.https || this.settings.http2) return gatewayMethods.createServer.call(this);
+			this.server = http.createServer({ ServerResponse: GatewayResponse }, this.httpHandler);
+			this.isHTTPS = false;
+			if (this.settings.httpServerTimeout) this.server.setTimeout(this.settings.httpServerTimeout);
+			this.server.requestTimeout = this.settings.requestTimeout;
 		},
 
 		/** moleculer-web's, with a request for a fixed path found without trying every alias before it. */
