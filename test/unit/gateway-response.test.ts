@@ -133,6 +133,20 @@ const cases: Record<string, { handler: Handler; method?: string }> = {
 			res.end("x");
 		}
 	},
+	"writeHead with the headers as a third argument and no reason": {
+		handler: res => {
+			usual(res);
+			res.writeHead(201, undefined, { "X-Extra": "1" });
+			res.end("x");
+		}
+	},
+	"setHeaders with a Map": {
+		handler: res => {
+			usual(res);
+			res.setHeaders(new Map([["Content-Type", "text/plain"], ["X-Extra", "1"]]));
+			res.end("x");
+		}
+	},
 	"writeHead with only a status code": {
 		handler: res => {
 			usual(res);
