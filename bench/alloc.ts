@@ -11,15 +11,17 @@
  * Printed, and written to .compare/alloc-<time>.json: bytes per request in all and the top allocating
  * functions (ALLOC_TOP, 15), by the bytes each allocates itself per request. The total is what to compare
  * (two processes of one build measured 28 901 and 28 792 bytes); the split is rougher, since V8 credits
- * what an optimized function allocates for the functions inlined into it to that function. A build is a
- * copy of `dist` inside the checkout, as for bench:compare.
+ * what an optimized function allocates for the functions inlined into it to that function. Builds are
+ * given as for bench:compare (bench/client.ts, `parseBuilds`): a copy of `dist` inside the checkout, and
+ * node flags after commas.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
-import { freePort, ROOT, startNode, waitForStatus } from "../test/helpers/node-process";
-import { nodeEnv, userToken } from "./client";
+import { ROOT } from "../test/helpers/node-process";
+import { waitFor } from "../test/helpers/wait";
+import { parseBuilds, startEmbedded, stopEmbedded, type Build } from "./client";
 
 const SECONDS = Number(process.env.ALLOC_SECONDS ?? 5);
 const TOP = Number(process.env.ALLOC_TOP ?? 15);
@@ -27,7 +29,7 @@ const URL_PATH = process.env.COMPARE_PATH ?? "/api/v1/users/me";
 /** One sample per this many bytes allocated, on average (V8's default is 32 KiB: too few samples per request). */
 const INTERVAL = 1024;
 
-/** Loaded into the node with `--require`: SIGUSR2 starts sampling, the next SIGUSR2 writes the profile to ALLOC_OUT. */
+/** Loaded into the node with `--require`: SIGUSR2 starts sampling, the next SIGUSR2 writes the profile to ALLOC_OUT (whole, by a rename). */
 const PRELOAD = `const inspector = require("node:inspector");
 const fs = require("node:fs");
 const session = new inspector.Session();
@@ -42,7 +44,8 @@ process.on("SIGUSR2", () => {
 	}
 	session.post("HeapProfiler.stopSampling", (err, res) => {
 		sampling = false;
-		fs.writeFileSync(process.env.ALLOC_OUT, err ? JSON.stringify({ error: String(err) }) : JSON.stringify(res.profile));
+		fs.writeFileSync(process.env.ALLOC_OUT + ".part", err ? JSON.stringify({ error: String(err) }) : JSON.stringify(res.profile));
+		fs.renameSync(process.env.ALLOC_OUT + ".part", process.env.ALLOC_OUT);
 	});
 });
 `;
@@ -85,57 +88,36 @@ export function allocationsPerRequest(profile: HeapProfile, requests: number, to
 	};
 }
 
-async function waitForFile(file: string, timeoutMs = 30000): Promise<void> {
-	const end = Date.now() + timeoutMs;
-	while (!fs.existsSync(file) || fs.statSync(file).size === 0) {
-		if (Date.now() > end) throw new Error(`no heap profile at ${file} after ${timeoutMs} ms`);
-		await new Promise(r => setTimeout(r, 100));
-	}
-	// Written in one call; give it a moment to finish.
-	await new Promise(r => setTimeout(r, 200));
-}
-
-async function measure(name: string, dist: string, work: string): Promise<{ name: string; dist: string; requests: number; bytes_per_request: number; top: Array<{ fn: string; bytes_per_request: number }> }> {
+async function measure(build: Build, work: string): Promise<{ name: string; dist: string; requests: number; bytes_per_request: number; top: Array<{ fn: string; bytes_per_request: number }> }> {
 	const preload = path.join(work, "preload.cjs");
-	const out = path.join(work, `${name}.heapprofile`);
+	const out = path.join(work, `${build.name}.heapprofile`);
 	fs.writeFileSync(preload, PRELOAD);
-	const port = await freePort();
-	const dataDir = fs.mkdtempSync(path.join(work, "data-"));
-	const node = startNode(nodeEnv({ PORT: String(port), DATA_DIR: dataDir, ALLOC_OUT: out }), [], { dist, nodeFlags: ["--require", preload] });
+	const n = await startEmbedded(build, { env: { ALLOC_OUT: out }, flags: ["--require", preload] });
 	try {
-		const base = `http://127.0.0.1:${port}`;
-		await waitForStatus(`${base}/health/ready`, 200, 90000);
-		const opts = { url: base + URL_PATH, connections: 50, headers: { authorization: `Bearer ${await userToken(base)}` } };
+		const opts = { url: n.base + URL_PATH, connections: 50, headers: { authorization: `Bearer ${n.token}` } };
 		await autocannon({ ...opts, duration: 3 });
-		process.kill(node.proc.pid!, "SIGUSR2");
+		process.kill(n.node.proc.pid!, "SIGUSR2");
 		const r = await autocannon({ ...opts, duration: SECONDS });
-		process.kill(node.proc.pid!, "SIGUSR2");
-		if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts`);
-		await waitForFile(out);
+		process.kill(n.node.proc.pid!, "SIGUSR2");
+		if (r.non2xx + r.errors + r.timeouts > 0) throw new Error(`${build.name}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts`);
+		await waitFor(() => fs.existsSync(out), `${build.name}'s heap profile`, 30000);
 		const profile = JSON.parse(fs.readFileSync(out, "utf8")) as HeapProfile & { error?: string };
-		if (profile.error) throw new Error(`${name}: ${profile.error}`);
+		if (profile.error) throw new Error(`${build.name}: ${profile.error}`);
 		// autocannon stops without waiting for the requests in flight: at most one per connection more was sampled.
-		return { name, dist: path.relative(ROOT, dist), requests: r.requests.total, ...allocationsPerRequest(profile, r.requests.total, TOP) };
+		return { name: build.name, dist: path.relative(ROOT, build.dist), requests: r.requests.total, ...allocationsPerRequest(profile, r.requests.total, TOP) };
 	} finally {
-		await node.stop("SIGKILL");
+		await stopEmbedded(n);
 	}
 }
 
 async function main(): Promise<void> {
 	const args = process.argv.slice(2);
-	const builds = (args.length ? args : ["this=dist"]).map(arg => {
-		const i = arg.indexOf("=");
-		const [name, dist] = i > 0 ? [arg.slice(0, i), arg.slice(i + 1)] : [arg, arg];
-		const abs = path.resolve(dist);
-		if (!fs.existsSync(path.join(abs, "moleculer.config.js"))) throw new Error(`${arg}: ${abs} is not a build (no moleculer.config.js)`);
-		if (!abs.startsWith(ROOT + path.sep)) throw new Error(`${arg}: a build must be inside the checkout, to find its node_modules`);
-		return { name, dist: abs };
-	});
+	const builds = parseBuilds(args.length ? args : ["this=dist"]);
 	const work = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-alloc-"));
 	try {
 		const results = [];
 		for (const b of builds) {
-			const m = await measure(b.name, b.dist, work);
+			const m = await measure(b, work);
 			results.push(m);
 			console.log(`${m.name}: ${m.bytes_per_request} bytes allocated per request (${m.requests} requests sampled)`);
 			for (const t of m.top) console.log(`  ${String(t.bytes_per_request).padStart(6)}  ${t.fn}`);

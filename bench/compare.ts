@@ -27,8 +27,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
-import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
-import { nodeEnv, userToken } from "./client";
+import { ROOT } from "../test/helpers/node-process";
+import { parseBuilds, startEmbedded, stopEmbedded, type Build, type EmbeddedNode } from "./client";
 
 const RUNS = Number(process.env.COMPARE_RUNS ?? 4);
 const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 4);
@@ -36,29 +36,10 @@ const SECONDS = Number(process.env.COMPARE_SECONDS ?? 5);
 const URL_PATH = process.env.COMPARE_PATH ?? "/api/v1/users/me";
 const TICKS_PER_S = 100;
 
-interface Build {
-	name: string;
-	dist: string;
-	flags: string[];
-}
+type Node = EmbeddedNode;
 
-interface Node {
-	build: Build;
-	node: NodeProcess;
-	base: string;
-	token: string;
-	dataDir: string;
-}
-
-function parseBuilds(args: string[]): Build[] {
-	const builds = args.map(arg => {
-		const [name, rest] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, arg];
-		const [dist, ...flags] = rest.split(",");
-		const abs = path.resolve(dist);
-		if (!fs.existsSync(path.join(abs, "moleculer.config.js"))) throw new Error(`${arg}: ${abs} is not a build (no moleculer.config.js)`);
-		if (!abs.startsWith(ROOT + path.sep)) throw new Error(`${arg}: a build must be inside the checkout, to find its node_modules`);
-		return { name, dist: abs, flags };
-	});
+function parseCompared(args: string[]): Build[] {
+	const builds = parseBuilds(args);
 	if (builds.length < 2) throw new Error("give two builds or more: name=path/to/dist ...");
 	return builds;
 }
@@ -68,24 +49,12 @@ function cpuTicks(pid: number): number {
 	return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 
-async function start(build: Build): Promise<Node> {
-	const port = await freePort();
-	const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "msvc-compare-"));
-	const node = startNode(nodeEnv({ PORT: String(port), DATA_DIR: dataDir }), [], { dist: build.dist, nodeFlags: build.flags });
-	const base = `http://127.0.0.1:${port}`;
-	await waitForStatus(`${base}/health/ready`, 200, 90000);
-	return { build, node, base, token: await userToken(base), dataDir };
-}
-
 function load(node: Node, seconds: number): Promise<autocannon.Result> {
 	return autocannon({ url: node.base + URL_PATH, connections: 50, duration: seconds, headers: { authorization: `Bearer ${node.token}` } });
 }
 
-function stop(nodes: Node[]): void {
-	for (const n of nodes.splice(0)) {
-		n.node.proc.kill("SIGKILL");
-		fs.rmSync(n.dataDir, { recursive: true, force: true });
-	}
+async function stop(nodes: Node[]): Promise<void> {
+	await Promise.all(nodes.splice(0).map(stopEmbedded));
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -95,7 +64,7 @@ const sd = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
-	const builds = parseBuilds(process.argv.slice(2));
+	const builds = parseCompared(process.argv.slice(2));
 	const nodes: Node[] = [];
 	// rounds[run][round][build]: µs per request
 	const runs: number[][][] = [];
@@ -103,7 +72,7 @@ async function main(): Promise<void> {
 		for (let run = 0; run < RUNS; run++) {
 			// Fresh processes each run, started in a rotating order: a process's own luck (JIT, heap layout) moves
 			// its CPU per request by a few per cent for as long as it lives.
-			for (let k = 0; k < builds.length; k++) nodes[(k + run) % builds.length] = await start(builds[(k + run) % builds.length]);
+			for (let k = 0; k < builds.length; k++) nodes[(k + run) % builds.length] = await startEmbedded(builds[(k + run) % builds.length]);
 			await Promise.all(nodes.map(n => load(n, 3))); // warm-up
 			const rounds: number[][] = [];
 			for (let r = 0; r < ROUNDS; r++) {
@@ -121,7 +90,7 @@ async function main(): Promise<void> {
 				console.log(`run ${run + 1} round ${r + 1}: ${nodes.map((n, i) => `${n.build.name} ${Math.round(results[i].requests.total / SECONDS)} rps, ${us[i].toFixed(1)} µs/request`).join(" | ")}`);
 			}
 			runs.push(rounds);
-			stop(nodes);
+			await stop(nodes);
 		}
 		const summary = builds.map((b, i) => {
 			// One ratio per run (the mean of its rounds); the standard error is over runs, since rounds of one run share its processes.
@@ -143,7 +112,7 @@ async function main(): Promise<void> {
 		fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rounds_per_run: ROUNDS, seconds: SECONDS, path: URL_PATH, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, summary, rounds_us: runs }, null, 2) + "\n");
 		console.log(`written to ${path.relative(ROOT, out)}`);
 	} finally {
-		stop(nodes);
+		await stop(nodes);
 	}
 }
 
