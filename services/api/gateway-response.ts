@@ -28,7 +28,8 @@ export class GatewayResponse<Request extends IncomingMessage = IncomingMessage> 
 	private own = false;
 
 	override setHeader(name: string, value: number | string | readonly string[]): this {
-		if (this.own || this.headersSent || !DEFERRED.has(name) || (typeof value !== "string" && typeof value !== "number")) {
+		// Once the headers went out, `own` is set (both ways through writeHead set it): Node refuses the late header.
+		if (this.own || !DEFERRED.has(name) || (typeof value !== "string" && typeof value !== "number")) {
 			this.handOver();
 			return super.setHeader(name, value);
 		}
@@ -76,7 +77,8 @@ export class GatewayResponse<Request extends IncomingMessage = IncomingMessage> 
 	// Node calls it with the status code alone when `end()` or `write()` sends the headers.
 	override writeHead(statusCode: number, reason?: string | Headers, headers?: Headers): this {
 		const kept = this.kept;
-		if (kept === null || this.own || this.headersSent || (typeof reason === "string" ? headers : (reason ?? headers)) != null) {
+		const given = typeof reason === "string" ? headers : (reason ?? headers);
+		if (kept === null || given != null) {
 			this.handOver();
 			// As given: Node reads the headers from the second argument or the third.
 			return super.writeHead(statusCode, reason as string, headers);

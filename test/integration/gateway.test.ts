@@ -1,6 +1,8 @@
 import crypto from "node:crypto";
+import { OutgoingMessage } from "node:http";
 import Redis from "ioredis";
 import { foregroundWithin } from "../../lib/foreground";
+import { GatewayResponse } from "../../services/api/gateway-response";
 import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type TestSystem } from "../helpers/system";
 
 const REDIS_URL = "redis://127.0.0.1:6379";
@@ -163,6 +165,25 @@ describe("gateway", () => {
 			}
 			expect(responses.map(r => r.status)).toEqual([200, 200, 200, 200, 200, 201, 401, 401, 403, 404, 400, 415, 422]);
 			expect(seen.size).toBe(responses.length);
+		});
+
+		it("writes an authenticated read's headers with its status line, never through Node's setHeader", async () => {
+			// The cheap path of services/api/gateway-response.ts: it holds only the headers it knows by their
+			// spelling, so a header added to the gateway (or respelt) would quietly take Node's dearer path.
+			const { token } = await registerAndLogin(sys.url);
+			const setHeader = jest.spyOn(OutgoingMessage.prototype, "setHeader");
+			try {
+				const res = await http(sys.url, "GET", "/api/v1/users/me", { token });
+				expect(res.status).toBe(200);
+				for (const h of ["x-request-id", "x-content-type-options", "referrer-policy", "x-frame-options", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "content-type"]) {
+					expect(res.headers.get(h)).toBeTruthy();
+				}
+				// The names the gateway's answers set through Node's setHeader: none.
+				const throughNode = setHeader.mock.calls.filter((_, i) => setHeader.mock.contexts[i] instanceof GatewayResponse).map(([name]) => name);
+				expect(throughNode).toEqual([]);
+			} finally {
+				setHeader.mockRestore();
+			}
 		});
 	});
 
