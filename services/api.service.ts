@@ -3,6 +3,7 @@ import http, { type Server as HttpServer, type IncomingMessage, type ServerRespo
 import type { AddressInfo, Socket } from "node:net";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
+import { composeThen } from "moleculer-web/src/utils";
 import proxyaddr from "proxy-addr";
 import { config } from "../lib/config";
 import { markForeground } from "../lib/foreground";
@@ -26,13 +27,49 @@ type Req = IncomingMessage & {
 	body?: unknown;
 	clientIp?: string;
 	parsedUrl?: string;
+	query?: Record<string, unknown>;
+	$route?: Route;
+	$params?: Record<string, unknown>;
 };
-type Res = ServerResponse;
+type Res = ServerResponse & { $route?: Route };
 type Next = (err?: unknown) => void;
+type Step = (req: Req, res: Res, next: Next) => void;
+/** What moleculer-web's routeHandler reads of a route. */
+interface Route {
+	path: string;
+	opts: { mergeParams?: boolean };
+	middlewares: Step[];
+	cors?: unknown;
+}
 
 /** moleculer-web's own methods the gateway's versions fall back to. */
-const gatewayMethods = (ApiGateway as unknown as { methods: { resolveAlias(this: unknown, url: string, method: string): Found | false; createServer(this: unknown): void } }).methods;
+const gatewayMethods = (
+	ApiGateway as unknown as {
+		methods: {
+			resolveAlias(this: unknown, url: string, method: string): Found | false;
+			createServer(this: unknown): void;
+			routeHandler(this: unknown, ctx: Context, route: Route, req: Req, res: Res, found?: Found): Promise<unknown>;
+		};
+	}
+).methods;
 const scanAliases = gatewayMethods.resolveAlias;
+
+/** The gateway's own route steps: each always calls `next`, with an error or without (see routeHandler). */
+const SETTLING_STEPS = new WeakSet<Step>();
+const settlingRoutes = new WeakMap<Route, boolean>();
+
+/** Whether every step of the route is one of the gateway's own. */
+function settlingRoute(route: Route): boolean {
+	let settles = settlingRoutes.get(route);
+	if (settles === undefined) settlingRoutes.set(route, (settles = route.middlewares.every(step => SETTLING_STEPS.has(step))));
+	return settles;
+}
+
+/**
+ * What moleculer-web's once("error") listener does for a response: a write after its end, reported by Node as an
+ * "error" event (thrown when nothing listens), does not take the node down.
+ */
+function ignoreLateError(): void {}
 
 /** Actions a client may call without a token. */
 const PUBLIC_ACTIONS = new Set([
@@ -74,9 +111,13 @@ type Methods = {
 	drain(): Promise<void>;
 	resolveAlias(url: string, method?: string): Found | false;
 	createServer(): void;
+	routeHandler(ctx: Context, route: Route, req: Req, res: Res, found?: Found): Promise<unknown>;
 };
 type This = Vars & Methods & {
 	settings: Record<string, any>;
+	logRequest(req: Req): void;
+	corsHandler(route: Route, req: Req, res: Res): boolean;
+	aliasHandler(req: Req, res: Res, alias: Alias): Promise<unknown>;
 	logger: import("moleculer").Logger;
 	broker: import("moleculer").ServiceBroker;
 	httpHandler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -213,6 +254,33 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			return this.aliasIndex.find(this.aliases, url, method) ?? scanAliases.call(this, url, method);
 		},
 
+		/**
+		 * moleculer-web's, lighter for a request to an action alias on a route whose steps are all the
+		 * gateway's own. moleculer-web wraps every request in a promise that also settles on the response's
+		 * finish, close or error (three listeners a request), for answers that an alias function or a step that
+		 * never calls `next` writes. Neither happens here: the same steps run in the same order, and the
+		 * action's answer settles the request. Anything else (alias functions, the webhook route) is moleculer-web's.
+		 * Measured on authenticated `GET /users/me`: about 0.92 of the CPU per request, 1.7 KB less allocated.
+		 */
+		routeHandler(this: This, ctx: Context, route: Route, req: Req, res: Res, found?: Found) {
+			const alias = found?.alias as (Alias & { action?: string; handler?: unknown }) | undefined;
+			if (!found || !alias?.action || alias.handler || route.opts.mergeParams === false || !settlingRoute(route)) {
+				return gatewayMethods.routeHandler.call(this, ctx, route, req, res, found);
+			}
+			req.$route = route;
+			res.$route = route;
+			res.on("error", ignoreLateError);
+			this.logRequest(req);
+			return composeThen.call<This, [Req, Res, ...Step[]], Promise<void>>(this, req, res, ...route.middlewares).then(() => {
+				if (this.corsHandler(route, req, res)) return true;
+				const body = req.body;
+				req.$params = Object.assign({}, body !== null && (typeof body === "object" || typeof body === "function") ? body : undefined, req.query, found.params);
+				this.logger.debug("  Alias:", alias.toString());
+				req.$alias = alias;
+				return this.aliasHandler(req, res, alias);
+			});
+		},
+
 		clientIp(this: This, req: Req) {
 			return this.trust ? proxyaddr(req, this.trust) : (req.socket.remoteAddress ?? "");
 		},
@@ -330,6 +398,8 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 			}
 			requireJson(req, res, err => (err ? next(err) : json(req, res, (err2?: unknown) => (err2 ? next(err2) : requireObjectBody(req, res, next)))));
 		};
+		SETTLING_STEPS.add(rateLimited);
+		SETTLING_STEPS.add(parseBody);
 		const api = {
 			mappingPolicy: "restrict",
 			autoAliases: false,

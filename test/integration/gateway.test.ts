@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import { OutgoingMessage } from "node:http";
 import Redis from "ioredis";
+import ApiGateway from "moleculer-web";
 import { foregroundWithin } from "../../lib/foreground";
 import { GatewayResponse } from "../../services/api/gateway-response";
 import { http, registerAndLogin, startSystem, uniqueEmail, type HttpResult, type TestSystem } from "../helpers/system";
@@ -198,6 +199,97 @@ describe("gateway", () => {
 			const res = await http(sys.url, "GET", "/health/ready");
 			expect(res.status).toBe(200);
 			expect(res.body).toEqual({ status: "ok", checks: { auth: "ok", users: "ok" } });
+		});
+	});
+
+	describe("routing", () => {
+		// services/api.service.ts's routeHandler: moleculer-web's, without its per-request promise and response
+		// listeners, for an action alias on a route whose steps are the gateway's own.
+		const moleculerWeb = (ApiGateway as unknown as { methods: { routeHandler(...args: unknown[]): unknown } }).methods;
+
+		it("answers action aliases on the gateway's own steps itself, with path, query and body params, and hands the rest to moleculer-web", async () => {
+			const { token, user } = await registerAndLogin(sys.url);
+			const routeHandler = jest.spyOn(moleculerWeb, "routeHandler");
+			try {
+				const me = await http(sys.url, "GET", "/api/v1/users/me", { token });
+				expect(me.status).toBe(200);
+				expect((await http(sys.url, "GET", `/api/v1/users/${user.id}`, { token })).body).toMatchObject({ id: user.id });
+				const page = await http(sys.url, "GET", "/api/v1/auth/sessions?limit=3&offset=0", { token });
+				expect(page.body).toMatchObject({ total: 1, limit: 3, offset: 0 });
+				const renamed = await http(sys.url, "PATCH", "/api/v1/users/me", { token, body: { name: "Renamed" } });
+				expect(renamed.body).toMatchObject({ id: user.id, name: "Renamed" });
+				expect((await http(sys.url, "GET", JWKS)).status).toBe(200);
+				expect(routeHandler).not.toHaveBeenCalled();
+
+				// An alias function, and the webhook route (its own steps, its params unmerged; no payments service here): moleculer-web's.
+				expect((await http(sys.url, "GET", "/health")).status).toBe(200);
+				expect(routeHandler).toHaveBeenCalledTimes(1);
+				const hook = await http(sys.url, "POST", "/api/v1/webhooks/stripe", { raw: "{}", headers: { "content-type": "application/json" } });
+				expectProblem(hook, 503);
+				expect(routeHandler).toHaveBeenCalledTimes(2);
+			} finally {
+				routeHandler.mockRestore();
+			}
+		});
+
+		it("answers a step's error as a problem on that path: a body that is not JSON, refused before the action", async () => {
+			const { token } = await registerAndLogin(sys.url);
+			const res = await http(sys.url, "PATCH", "/api/v1/users/me", { token, raw: "name=x", headers: { "content-type": "application/x-www-form-urlencoded" } });
+			expectProblem(res, 415);
+		});
+
+		it("keeps moleculer-web's guard on the response: a second end in the same turn does not take the node down", async () => {
+			const { token } = await registerAndLogin(sys.url);
+			// A handler's bug: the answer ended twice. Node reports the write after the end as an "error" event on
+			// the response (thrown, were nothing listening); moleculer-web's own path listens for it, and so does this one.
+			const realEnd = GatewayResponse.prototype.end;
+			const end = jest.spyOn(GatewayResponse.prototype, "end").mockImplementationOnce(function (this: GatewayResponse, ...args: unknown[]) {
+				const out = (realEnd as (...a: unknown[]) => GatewayResponse).apply(this, args);
+				(realEnd as (...a: unknown[]) => GatewayResponse).call(this, "late");
+				return out;
+			});
+			const emit = jest.spyOn(GatewayResponse.prototype, "emit");
+			try {
+				const res = await http(sys.url, "GET", "/api/v1/users/me", { token });
+				expect(res.status).toBe(200);
+				expect(res.body).toMatchObject({ email: expect.any(String) });
+				await new Promise(r => setTimeout(r, 20));
+				expect(emit.mock.calls.filter(([event]) => event === "error").map(([, err]) => String(err))).toEqual([expect.stringMatching(/write after end/)]);
+			} finally {
+				end.mockRestore();
+				emit.mockRestore();
+			}
+			expect((await http(sys.url, "GET", "/api/v1/users/me", { token })).status).toBe(200);
+		});
+
+		it("finishes an action whose client went away, and keeps answering", async () => {
+			const { token } = await registerAndLogin(sys.url);
+			const users = sys.broker.getLocalService("users") as unknown as { cachedUser(id: string): Promise<unknown> };
+			const cachedUser = users.cachedUser;
+			let finished!: () => void;
+			const done = new Promise<void>(resolve => (finished = resolve));
+			const slow = jest.spyOn(users, "cachedUser").mockImplementation(async (id: string) => {
+				await new Promise(r => setTimeout(r, 300));
+				try {
+					return await cachedUser.call(users, id);
+				} finally {
+					setImmediate(finished);
+				}
+			});
+			try {
+				const gone = new AbortController();
+				const call = fetch(sys.url + "/api/v1/users/me", { headers: { authorization: `Bearer ${token}` }, signal: gone.signal });
+				await new Promise(r => setTimeout(r, 100));
+				gone.abort();
+				await expect(call).rejects.toThrow();
+				await done;
+				// Its answer went nowhere; a late write to the closed response crashed nothing.
+				await new Promise(r => setTimeout(r, 50));
+				slow.mockRestore();
+				expect((await http(sys.url, "GET", "/api/v1/users/me", { token })).status).toBe(200);
+			} finally {
+				slow.mockRestore();
+			}
 		});
 	});
 
