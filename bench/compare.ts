@@ -36,8 +36,6 @@ const SECONDS = Number(process.env.COMPARE_SECONDS ?? 5);
 const URL_PATH = process.env.COMPARE_PATH ?? "/api/v1/users/me";
 const TICKS_PER_S = 100;
 
-type Node = EmbeddedNode;
-
 function parseCompared(args: string[]): Build[] {
 	const builds = parseBuilds(args);
 	if (builds.length < 2) throw new Error("give two builds or more: name=path/to/dist ...");
@@ -49,11 +47,11 @@ function cpuTicks(pid: number): number {
 	return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 
-function load(node: Node, seconds: number): Promise<autocannon.Result> {
+function load(node: EmbeddedNode, seconds: number): Promise<autocannon.Result> {
 	return autocannon({ url: node.base + URL_PATH, connections: 50, duration: seconds, headers: { authorization: `Bearer ${node.token}` } });
 }
 
-async function stop(nodes: Node[]): Promise<void> {
+async function stop(nodes: EmbeddedNode[]): Promise<void> {
 	await Promise.all(nodes.splice(0).map(stopEmbedded));
 }
 
@@ -65,7 +63,7 @@ const sd = (xs: number[]) => {
 
 async function main(): Promise<void> {
 	const builds = parseCompared(process.argv.slice(2));
-	const nodes: Node[] = [];
+	const nodes: EmbeddedNode[] = [];
 	// rounds[run][round][build]: µs per request
 	const runs: number[][][] = [];
 	try {

@@ -56,14 +56,7 @@ const scanAliases = gatewayMethods.resolveAlias;
 
 /** The gateway's own route steps: each always calls `next`, with an error or without (see routeHandler). */
 const SETTLING_STEPS = new WeakSet<Step>();
-const settlingRoutes = new WeakMap<Route, boolean>();
-
-/** Whether every step of the route is one of the gateway's own. */
-function settlingRoute(route: Route): boolean {
-	let settles = settlingRoutes.get(route);
-	if (settles === undefined) settlingRoutes.set(route, (settles = route.middlewares.every(step => SETTLING_STEPS.has(step))));
-	return settles;
-}
+const isSettling = (step: Step) => SETTLING_STEPS.has(step);
 
 /**
  * What moleculer-web's once("error") listener does for a response: a write after its end, reported by Node as an
@@ -264,7 +257,7 @@ const ApiService: ServiceSchema<Record<string, any>, Methods, This> = {
 		 */
 		routeHandler(this: This, ctx: Context, route: Route, req: Req, res: Res, found?: Found) {
 			const alias = found?.alias as (Alias & { action?: string; handler?: unknown }) | undefined;
-			if (!found || !alias?.action || alias.handler || route.opts.mergeParams === false || !settlingRoute(route)) {
+			if (!found || !alias?.action || alias.handler || route.opts.mergeParams === false || !route.middlewares.every(isSettling)) {
 				return gatewayMethods.routeHandler.call(this, ctx, route, req, res, found);
 			}
 			req.$route = route;
