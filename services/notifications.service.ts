@@ -291,6 +291,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				return;
 			}
 			const data = env.data && typeof env.data === "object" ? env.data : {};
+			let written: Pick<DeliveryRow, "id" | "request_id">[];
 			try {
 				const rule = eventRule(env.type);
 				if (!rule) {
@@ -301,7 +302,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				const uid = rule.userId(data);
 				const userId = uid && UUID.test(uid) ? uid : null;
 				const user = userId ? await this.findRecipient(userId, row.request_id) : null;
-				await this.store.completeEvent(row, userId, rule.plan(data, user));
+				written = await this.store.completeEvent(row, userId, rule.plan(data, user));
 			} catch (err) {
 				if (err instanceof RecipientUnavailable || row.attempts < this.storeSettings.maxAttempts) {
 					const next = await this.store.deferEvent(row, err);
@@ -313,7 +314,7 @@ const NotificationsService: ServiceSchema<Settings, Methods, This> = {
 				return;
 			}
 			this.logger.info(`Event ${row.event_id} (${row.type}) processed: its deliveries are queued`);
-			for (const d of await this.store.queuedOf(row.event_id)) await this.publishDelivery(d, d.id);
+			for (const d of written) await this.publishDelivery(d, d.id);
 		},
 
 		/** The user an event is about; null when there is no such user. Throws RecipientUnavailable when users cannot answer. */

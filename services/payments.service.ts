@@ -41,7 +41,7 @@ interface Vars {
 
 type Methods = DbMethods &
 	OutboxMethods & {
-		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string): Promise<StoredResponse>;
+		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentInstance): Promise<StoredResponse>;
 		finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
 		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
@@ -108,15 +108,15 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 					ttlSeconds: this.idempotencyTtlS,
 					lockMs: this.idempotencyLockMs,
 					paymentId,
-					createPayment: async t => {
-						await this.models.Payment.create(
+					createPayment: t =>
+						this.models.Payment.create(
 							{ id: paymentId, user_id: me.id, amount, currency, description: description ?? null, payment_method, status: "processing", provider: this.provider.name },
 							{ transaction: t }
-						);
-					}
+						) as Promise<PaymentInstance>
 				});
 				if (begun.kind === "replay") return this.answer(ctx, begun.response, true);
-				return this.answer(ctx, await this.processCharge(ctx, begun.paymentId, me.id, key), false);
+				const created = begun.kind === "new" ? begun.payment : undefined;
+				return this.answer(ctx, await this.processCharge(ctx, begun.paymentId, me.id, key, created), false);
 			}
 		},
 
@@ -359,9 +359,12 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 	},
 
 	methods: {
-		/** Charges a claimed payment through the provider (outside any transaction), then records the outcome. */
-		async processCharge(this: This, ctx: Ctx, paymentId: string, userId: string, key: string) {
-			const p = await this.models.Payment.findByPk(paymentId);
+		/**
+		 * Charges a claimed payment through the provider (outside any transaction), then records the outcome.
+		 * `created` is the payment as this request just inserted it; a resumed one is read again.
+		 */
+		async processCharge(this: This, ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentInstance) {
+			const p = created ?? (await this.models.Payment.findByPk(paymentId));
 			if (!p) throw conflict("the payment of this Idempotency-Key is gone; use a new key");
 			if (p.status !== "processing") return this.finalizeCharge(paymentId, null, userId, key, ctx.requestID);
 

@@ -66,29 +66,34 @@ export class NotificationStore {
 		return row ? plain<InboxRow>(row) : null;
 	}
 
-	/** Writes an event's deliveries and marks it processed, in one transaction. */
-	async completeEvent(row: InboxRow, userId: string | null, planned: PlannedDelivery[]): Promise<void> {
-		await this.sequelize.transaction(async transaction => {
-			if (planned.length) {
-				await this.models.Delivery.bulkCreate(
-					planned.map(p => ({
-						event_id: row.event_id,
-						user_id: userId,
-						channel: p.channel,
-						template: p.template,
-						to: p.to,
-						status: "queued" as const,
-						attempts: 0,
-						request_id: row.request_id,
-						data: JSON.stringify(p.data)
-					})),
-					{ ignoreDuplicates: true, transaction }
-				);
-			}
-			await this.models.Inbox.update(
+	/**
+	 * Marks an event processed and writes its deliveries, in one transaction; returns the deliveries written,
+	 * to publish. The conditional update makes one processor the owner: another that processed the event
+	 * first (its lease had run out) has written and published them, and this one writes nothing.
+	 */
+	async completeEvent(row: InboxRow, userId: string | null, planned: PlannedDelivery[]): Promise<Pick<DeliveryRow, "id" | "request_id">[]> {
+		return this.sequelize.transaction(async transaction => {
+			const [n] = await this.models.Inbox.update(
 				{ processed_at: new Date(), next_attempt_at: null, last_error: null },
-				{ where: { event_id: row.event_id }, transaction }
+				{ where: { event_id: row.event_id, processed_at: null }, transaction }
 			);
+			if (n !== 1 || !planned.length) return [];
+			const written = await this.models.Delivery.bulkCreate(
+				planned.map(p => ({
+					event_id: row.event_id,
+					user_id: userId,
+					channel: p.channel,
+					template: p.template,
+					to: p.to,
+					status: "queued" as const,
+					attempts: 0,
+					request_id: row.request_id,
+					data: JSON.stringify(p.data)
+				})),
+				// None are expected (this transaction owns the event); a worker given an id not written finds nothing to send.
+				{ ignoreDuplicates: true, transaction }
+			);
+			return written.map(d => ({ id: d.id, request_id: d.request_id }));
 		});
 	}
 
@@ -145,19 +150,21 @@ export class NotificationStore {
 	 * due, or another worker holds a live lease).
 	 */
 	async claim(id: string, now = new Date()): Promise<DeliveryRow | null> {
-		const [n] = await this.models.Delivery.update(
-			{ status: "sending", attempts: this.sequelize.literal("attempts + 1") as never, lease_until: new Date(now.getTime() + this.settings.leaseMs) },
-			{
-				where: {
-					id,
-					[Op.or]: [
-						{ status: "queued" },
-						{ status: "failed", [Op.or]: [{ next_attempt_at: null }, { next_attempt_at: { [Op.lte]: now } }] },
-						{ status: "sending", lease_until: { [Op.lt]: now } }
-					]
-				}
-			}
-		);
+		const values = { status: "sending" as const, attempts: this.sequelize.literal("attempts + 1") as never, lease_until: new Date(now.getTime() + this.settings.leaseMs) };
+		const where = {
+			id,
+			[Op.or]: [
+				{ status: "queued" },
+				{ status: "failed", [Op.or]: [{ next_attempt_at: null }, { next_attempt_at: { [Op.lte]: now } }] },
+				{ status: "sending", lease_until: { [Op.lt]: now } }
+			]
+		};
+		// PostgreSQL returns the claimed row with the update; elsewhere it is read after it.
+		if (this.sequelize.getDialect() === "postgres") {
+			const [n, rows] = await this.models.Delivery.update(values, { where, returning: true });
+			return n === 1 ? plain<DeliveryRow>(rows[0]) : null;
+		}
+		const [n] = await this.models.Delivery.update(values, { where });
 		if (n !== 1) return null;
 		const row = await this.models.Delivery.findByPk(id);
 		return row ? plain<DeliveryRow>(row) : null;

@@ -11,9 +11,9 @@ export type StoredResponse =
 	| { status: number; body: PaymentView }
 	| { status: number; problem: { detail: string; errors?: FieldError[]; extensions?: Record<string, unknown> } };
 
-export type Begun =
-	/** A new key: the payment row was inserted with it (both committed). */
-	| { kind: "new"; paymentId: string }
+export type Begun<P = unknown> =
+	/** A new key: the payment row was inserted with it (both committed); `payment` is what `createPayment` returned. */
+	| { kind: "new"; paymentId: string; payment: P }
 	/** A key whose first request stopped before it finished (a crash, an unknown provider outcome): carry on with its payment. */
 	| { kind: "resume"; paymentId: string }
 	/** Done before: the first answer, to give again. */
@@ -36,7 +36,7 @@ export function fingerprint(body: unknown): string {
 	return crypto.createHash("sha256").update(canonicalJson(body)).digest("hex");
 }
 
-export interface BeginOptions {
+export interface BeginOptions<P> {
 	userId: string;
 	key: string;
 	fingerprint: string;
@@ -45,57 +45,61 @@ export interface BeginOptions {
 	lockMs: number;
 	/** The id for a new payment, and how to insert it (in the key's transaction). */
 	paymentId: string;
-	createPayment(t: Transaction): Promise<void>;
+	createPayment(t: Transaction): Promise<P>;
 }
 
 /**
  * Claims a key for a request. New: the key (in progress, locked) and the payment are committed together.
  * Same key, other body: 422. Same key still running: 409. Same key done: its answer to replay.
  * Same key in progress but its lock is stale or released: resumed.
+ *
+ * Most keys are new, so the first try inserts the key without reading it first; a key that exists fails
+ * that insert on its primary key, and the next try reads and locks it.
  */
-export async function beginIdempotent(sequelize: Sequelize, models: PaymentModels, opts: BeginOptions): Promise<Begun> {
+export async function beginIdempotent<P>(sequelize: Sequelize, models: PaymentModels, opts: BeginOptions<P>): Promise<Begun<P>> {
 	const { IdempotencyKey } = models;
+	const where = { user_id: opts.userId, idem_key: opts.key };
+	const insert = async (t: Transaction, now: Date): Promise<Begun<P>> => {
+		await IdempotencyKey.create(
+			{
+				...where,
+				fingerprint: opts.fingerprint,
+				status: "in_progress",
+				payment_id: opts.paymentId,
+				locked_at: now,
+				expires_at: new Date(now.getTime() + opts.ttlSeconds * 1000)
+			},
+			{ transaction: t }
+		);
+		return { kind: "new", paymentId: opts.paymentId, payment: await opts.createPayment(t) };
+	};
 	for (let attempt = 0; ; attempt++) {
 		try {
-			return await sequelize.transaction(async t => {
-				const where = { user_id: opts.userId, idem_key: opts.key };
-				let row = await IdempotencyKey.findOne({ where, transaction: t, lock: t.LOCK.UPDATE });
+			return await sequelize.transaction(async (t): Promise<Begun<P>> => {
 				const now = new Date();
+				if (attempt === 0) return insert(t, now);
+				let row = await IdempotencyKey.findOne({ where, transaction: t, lock: t.LOCK.UPDATE });
 				if (row && new Date(row.expires_at) <= now) {
 					await row.destroy({ transaction: t });
 					row = null;
 				}
-				if (!row) {
-					await IdempotencyKey.create(
-						{
-							...where,
-							fingerprint: opts.fingerprint,
-							status: "in_progress",
-							payment_id: opts.paymentId,
-							locked_at: now,
-							expires_at: new Date(now.getTime() + opts.ttlSeconds * 1000)
-						},
-						{ transaction: t }
-					);
-					await opts.createPayment(t);
-					return { kind: "new", paymentId: opts.paymentId } as const;
-				}
+				if (!row) return insert(t, now);
 				if (row.fingerprint !== opts.fingerprint) {
 					throw unprocessable("this Idempotency-Key was already used with a different request body");
 				}
 				if (row.status === "done") {
-					return { kind: "replay", response: JSON.parse(row.response_body ?? "null") as StoredResponse } as const;
+					return { kind: "replay", response: JSON.parse(row.response_body ?? "null") as StoredResponse };
 				}
 				const lockedAt = row.locked_at ? new Date(row.locked_at).getTime() : 0;
 				if (!row.payment_id || now.getTime() - lockedAt < opts.lockMs) {
 					throw conflict("a request with this Idempotency-Key is still being processed; retry later");
 				}
 				await row.update({ locked_at: now }, { transaction: t });
-				return { kind: "resume", paymentId: row.payment_id } as const;
+				return { kind: "resume", paymentId: row.payment_id };
 			});
 		} catch (err) {
-			// Two first requests with one key at once: the loser sees the winner's row on the next pass.
-			if (isUniqueViolation(err) && attempt < 2) continue;
+			// The key exists (the first try), or two first requests with one key ran at once: the next try reads the winner's row.
+			if (isUniqueViolation(err) && attempt < 3) continue;
 			throw err;
 		}
 	}

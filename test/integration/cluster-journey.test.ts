@@ -344,13 +344,13 @@ describe("a charge that times out", () => {
 			requests++;
 			return charge(gateway.url!, token, key, { "X-Request-ID": rid }, 4200);
 		};
-		/** Queries of the simulated provider (a PaymentIntent looked up by its idempotency key) waiting on a lock. */
+		/** Statements of the simulated provider (a PaymentIntent being created) waiting on a lock. */
 		const stuck = async () =>
 			Number(
 				(
 					await query<{ n: string }>(
 						paymentsDb(),
-						"SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM sim_payment_intents WHERE idempotency_key%'"
+						"SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO sim_payment_intents%'"
 					)
 				)[0].n
 			);

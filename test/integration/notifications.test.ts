@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { CHANNELS, deleteStreams, ensureStreams, publish } from "../../lib/channels";
 import { registerEventRule, unregisterEventRule } from "../../services/notifications/events";
+import type { NotificationStore } from "../../services/notifications/store";
 import { registerTemplate, unregisterTemplate } from "../../services/notifications/templates";
 import { freePort } from "../helpers/node-process";
 import { query } from "../helpers/pg";
@@ -302,6 +303,20 @@ describe("notifications over SMTP and Twilio", () => {
 		}, "both marked sent");
 		const rows = await query<DeliveryRecord>(url, "SELECT id, attempts FROM deliveries WHERE id IN ($1, $2)", [lostId, diedId]);
 		expect(Object.fromEntries(rows.map(r => [r.id, r.attempts]))).toEqual({ [lostId]: 1, [diedId]: 2 });
+	});
+
+	it("lets one processor of an event write its deliveries: another whose lease ran out on it writes none", async () => {
+		const store = (sys.broker.getLocalService("notifications") as unknown as { store: NotificationStore }).store;
+		const env = { id: `ntest-owner-${crypto.randomUUID()}`, type: "test.owner", occurred_at: new Date().toISOString(), data: {} };
+		const row = (await store.receive(env, "ntest:owner"))!;
+		const planned = [{ channel: "email" as const, template: "welcome", to: uniqueEmail("owner"), data: { name: "Owner" } }];
+		// Two processors hold the same row: the first to mark it processed owns it.
+		const [first, second] = await Promise.all([store.completeEvent(row, null, planned), store.completeEvent(row, null, planned)]);
+		const written = [...first, ...second];
+		expect(written).toHaveLength(1);
+		const rows = await query<{ id: string }>(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT id FROM deliveries WHERE event_id = $1", [env.id]);
+		expect(rows).toEqual([{ id: written[0].id }]);
+		expect(written[0].request_id).toBe("ntest:owner");
 	});
 
 	it("GET /notifications lists the caller's own, with statuses, as a page", async () => {

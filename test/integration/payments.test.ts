@@ -479,6 +479,68 @@ describe("payments on the embedded default (SQLite)", () => {
 	});
 });
 
+describe.each([
+	["PostgreSQL", false],
+	["SQLite", true]
+])("the simulated provider's idempotency keys (%s)", (_name, sqlite) => {
+	let sys: TestSystem;
+	let sequelize: Sequelize;
+	let provider: SimulatedProvider;
+	const request = (key: string, over: Partial<{ amount: number; paymentMethod: string }> = {}) => ({
+		amount: 1999,
+		currency: "usd",
+		paymentMethod: "pm_card_visa",
+		description: "sim",
+		idempotencyKey: key,
+		metadata: { payment_id: key },
+		...over
+	});
+	const rows = async (key: string) => {
+		const [intents] = (await sequelize.query("SELECT id FROM sim_payment_intents WHERE idempotency_key = :key", { replacements: { key } })) as [{ id: string }[], unknown];
+		const [events] = (await sequelize.query("SELECT type FROM sim_events WHERE payload LIKE :like", { replacements: { like: `%"payment_id":"${key}"%` } })) as [{ type: string }[], unknown];
+		return { intents: intents.map(r => r.id), events: events.map(r => r.type) };
+	};
+
+	beforeAll(async () => {
+		sys = await startSystem({ services: ["payments"], sqlite });
+		sequelize = (sys.broker.getLocalService("payments") as unknown as { sequelize: Sequelize }).sequelize;
+		provider = new SimulatedProvider(() => sequelize);
+	});
+	afterAll(async () => {
+		await sys?.stop();
+	});
+
+	it("creates one PaymentIntent and one event per key, and gives the same intent to a repeat", async () => {
+		const key = `sim-${crypto.randomUUID()}`;
+		const first = await provider.charge(request(key));
+		expect(first).toEqual({ outcome: "succeeded", intentId: expect.stringMatching(/^pi_sim_/) });
+		expect(await provider.charge(request(key))).toEqual(first);
+		expect(await rows(key)).toEqual({ intents: [(first as { intentId: string }).intentId], events: ["payment_intent.succeeded"] });
+	});
+
+	it("refuses a key used with other parameters, as Stripe does, whatever the payment method", async () => {
+		const key = `sim-${crypto.randomUUID()}`;
+		await provider.charge(request(key));
+		await expect(provider.charge(request(key, { amount: 1 }))).rejects.toMatchObject({ code: "idempotency_error" });
+		await expect(provider.charge(request(key, { paymentMethod: "pm_nope" }))).rejects.toMatchObject({ code: "idempotency_error" });
+		expect((await rows(key)).intents).toHaveLength(1);
+	});
+
+	it("creates nothing for an unknown payment method", async () => {
+		const key = `sim-${crypto.randomUUID()}`;
+		expect(await provider.charge(request(key, { paymentMethod: "pm_nope" }))).toMatchObject({ outcome: "invalid", field: "payment_method" });
+		expect(await rows(key)).toEqual({ intents: [], events: [] });
+	});
+
+	it("gives concurrent requests with one key one PaymentIntent", async () => {
+		const key = `sim-${crypto.randomUUID()}`;
+		const results = await Promise.all([1, 2, 3, 4, 5].map(() => provider.charge(request(key))));
+		const ids = new Set(results.map(r => (r as { intentId: string }).intentId));
+		expect(ids.size).toBe(1);
+		expect(await rows(key)).toEqual({ intents: [...ids], events: ["payment_intent.succeeded"] });
+	});
+});
+
 /** The rows a node leaves when it stops (or dies) in the middle of a charge: a locked key and a processing payment. */
 async function insertInFlight(db: string, userId: string, key: string, paymentId: string, body: Record<string, unknown>, lockedAt: Date) {
 	const now = new Date();

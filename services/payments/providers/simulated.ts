@@ -69,6 +69,10 @@ interface RefundRow {
 	amount: number;
 }
 
+const INSERT_INTENT = `INSERT INTO sim_payment_intents (id, idempotency_key, request_hash, amount, currency, payment_method, description, status, failure_code, amount_refunded, metadata, created_at)
+	VALUES (:id, :idempotency_key, :request_hash, :amount, :currency, :payment_method, :description, :status, :failure_code, 0, :metadata, :created_at)`;
+const INSERT_EVENT = "INSERT INTO sim_events (id, type, created, payload) VALUES (:eid, :etype, :created, :payload)";
+
 const randomId = (prefix: string) => `${prefix}_sim_${crypto.randomBytes(12).toString("hex")}`;
 const hash = (value: unknown) => crypto.createHash("sha256").update(JSON.stringify(value)).digest("hex");
 const unix = (d: Date | string) => Math.floor(new Date(d).getTime() / 1000);
@@ -87,13 +91,16 @@ export class SimulatedProvider implements PaymentProvider {
 		return this.db().getDialect() === "postgres" ? " FOR UPDATE" : "";
 	}
 
+	/**
+	 * Creates the PaymentIntent and its event. Most keys are new, so it inserts without reading first: a
+	 * key used before fails the insert (or, on PostgreSQL, inserts nothing) and its intent is replayed.
+	 */
 	async charge(req: ChargeRequest): Promise<ChargeResult> {
 		const requestHash = hash({ a: req.amount, c: req.currency, pm: req.paymentMethod, d: req.description ?? null });
-		const existing = await this.intentByKey(req.idempotencyKey);
-		if (existing) return this.replayCharge(existing, requestHash);
-
 		const behaviour = TEST_PAYMENT_METHODS[req.paymentMethod];
 		if (!behaviour) {
+			const existing = await this.intentByKey(req.idempotencyKey);
+			if (existing) return this.replayCharge(existing, requestHash);
 			return { outcome: "invalid", field: "payment_method", message: `No such PaymentMethod: '${req.paymentMethod}'` };
 		}
 		const intent: IntentRow = {
@@ -110,25 +117,34 @@ export class SimulatedProvider implements PaymentProvider {
 			metadata: JSON.stringify(req.metadata),
 			created_at: new Date()
 		};
+		const type =
+			intent.status === "succeeded" ? "payment_intent.succeeded" : intent.status === "requires_action" ? "payment_intent.requires_action" : "payment_intent.payment_failed";
+		const event = this.event(type, this.intentObject(intent));
+		let created = true;
 		try {
-			await this.db().transaction(async t => {
-				await this.db().query(
-					`INSERT INTO sim_payment_intents (id, idempotency_key, request_hash, amount, currency, payment_method, description, status, failure_code, amount_refunded, metadata, created_at)
-					 VALUES (:id, :idempotency_key, :request_hash, :amount, :currency, :payment_method, :description, :status, :failure_code, 0, :metadata, :created_at)`,
-					{ replacements: { ...intent }, transaction: t }
+			if (this.db().getDialect() === "postgres") {
+				// One statement, so no transaction: the event is inserted only with the intent.
+				const rows = await this.db().query(
+					`WITH i AS (${INSERT_INTENT} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
+					 INSERT INTO sim_events (id, type, created, payload) SELECT :eid, :etype, :created, :payload FROM i RETURNING id`,
+					{ replacements: { ...intent, ...event }, type: QueryTypes.SELECT }
 				);
-				const type =
-					intent.status === "succeeded" ? "payment_intent.succeeded" : intent.status === "requires_action" ? "payment_intent.requires_action" : "payment_intent.payment_failed";
-				await this.addEvent(t, type, this.intentObject(intent));
-			});
+				created = rows.length === 1;
+			} else {
+				await this.db().transaction(async t => {
+					await this.db().query(INSERT_INTENT, { replacements: { ...intent }, transaction: t });
+					await this.db().query(INSERT_EVENT, { replacements: { ...event }, transaction: t });
+				});
+			}
 		} catch (err) {
 			// The same key sent twice at once: the first insert wins and both answer with its intent.
 			if (!isUniqueViolation(err)) throw err;
-			const winner = await this.intentByKey(req.idempotencyKey);
-			if (!winner) throw err;
-			return this.replayCharge(winner, requestHash);
+			created = false;
 		}
-		return this.chargeResult(intent);
+		if (created) return this.chargeResult(intent);
+		const winner = await this.intentByKey(req.idempotencyKey);
+		if (!winner) throw new Error(`the PaymentIntent of ${req.idempotencyKey} was neither created nor found`);
+		return this.replayCharge(winner, requestHash);
 	}
 
 	async refund(req: RefundRequest): Promise<RefundResult> {
@@ -261,13 +277,15 @@ export class SimulatedProvider implements PaymentProvider {
 		};
 	}
 
-	private async addEvent(t: Transaction, type: string, object: Record<string, unknown>): Promise<void> {
+	/** An event's row values (`eid`, `etype`, `created`, `payload`), for INSERT_EVENT. */
+	private event(type: string, object: Record<string, unknown>): { eid: string; etype: string; created: number; payload: string } {
 		const id = randomId("evt");
 		const created = Math.floor(Date.now() / 1000);
 		const event: ProviderEvent = { id, type, created, data: { object } };
-		await this.db().query("INSERT INTO sim_events (id, type, created, payload) VALUES (:id, :type, :created, :payload)", {
-			replacements: { id, type, created, payload: JSON.stringify({ object: "event", ...event }) },
-			transaction: t
-		});
+		return { eid: id, etype: type, created, payload: JSON.stringify({ object: "event", ...event }) };
+	}
+
+	private async addEvent(t: Transaction, type: string, object: Record<string, unknown>): Promise<void> {
+		await this.db().query(INSERT_EVENT, { replacements: this.event(type, object), transaction: t });
 	}
 }
