@@ -67,6 +67,29 @@ const scenarios: Scenario[] = [];
 const memory: Array<{ node: string; idle_mib: number; loaded_mib: number }> = [];
 const cleanups: Array<() => Promise<unknown>> = [];
 
+const TICK_MS = 1000 / 100; // USER_HZ, 100 on Linux
+
+/** CPU time (user + system, ms) a process has used, from /proc. */
+function cpuMs(pid: number): number {
+	const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+	const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+	return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+/** CPU time (ms) used by every PostgreSQL server process now running (those that ended are not counted). */
+function postgresCpuMs(): Map<number, number> {
+	const out = new Map<number, number>();
+	for (const d of fs.readdirSync("/proc")) {
+		if (!/^\d+$/.test(d)) continue;
+		try {
+			if (fs.readFileSync(`/proc/${d}/comm`, "utf8").trim() === "postgres") out.set(Number(d), cpuMs(Number(d)));
+		} catch {
+			// gone meanwhile
+		}
+	}
+	return out;
+}
+
 function rssMiB(pid: number | undefined): number {
 	if (!pid) return NaN;
 	try {
@@ -406,9 +429,15 @@ async function charges(): Promise<void> {
 	// As many connections as charges a second, each sending one a second, started 1/rate s apart (see paced):
 	// a steady rate as long as a charge answers within a second.
 	await paced(opts(false), CHARGE_RATE, 3, CHARGE_RATE);
+	// The CPU the node and PostgreSQL spend per charge and its receipt, from the first recorded charge to the last receipt.
+	const nodeCpu0 = cpuMs(node.proc.pid!);
+	const pgCpu0 = postgresCpuMs();
 	const r = await paced(opts(true), CHARGE_RATE, CHARGE_SECONDS, CHARGE_RATE);
 	const deadline = Date.now() + 15000;
-	while (Date.now() < deadline && [...sentAt.keys()].some(k => !arrivals.has(k))) await sleep(200);
+	while (Date.now() < deadline && [...sentAt.keys()].some(k => !arrivals.has(k))) await sleep(50);
+	const nodeCpu = cpuMs(node.proc.pid!) - nodeCpu0;
+	let pgCpu = 0;
+	for (const [pid, ms] of postgresCpuMs()) pgCpu += ms - (pgCpu0.get(pid) ?? 0);
 	scenarios.push({
 		name: `charge (simulated provider, PostgreSQL) at ${CHARGE_RATE}/s`,
 		rps: Math.round(r.total / CHARGE_SECONDS),
@@ -426,7 +455,9 @@ async function charges(): Promise<void> {
 		p50_ms: Math.round(percentile(lat, 50)),
 		p99_ms: Math.round(percentile(lat, 99)),
 		errors: missing,
-		notes: missing ? `${missing} of ${sentAt.size} receipts had not arrived 15 s after the run` : `${lat.length} receipts, all arrived`
+		notes:
+			(missing ? `${missing} of ${sentAt.size} receipts had not arrived 15 s after the run` : `${lat.length} receipts, all arrived`) +
+			`; CPU per charge and its receipt: node ${(nodeCpu / sentAt.size).toFixed(1)} ms, PostgreSQL ${(pgCpu / sentAt.size).toFixed(1)} ms`
 	});
 	memory.push({ node: "embedded (all services) under charges", idle_mib: idle, loaded_mib: rssMiB(node.proc.pid) });
 }
