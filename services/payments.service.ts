@@ -41,7 +41,7 @@ interface Vars {
 
 type Methods = DbMethods &
 	OutboxMethods & {
-		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentInstance): Promise<StoredResponse>;
+		processCharge(ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentRow): Promise<StoredResponse>;
 		finalizeCharge(paymentId: string, target: Target | null, userId: string, key: string, requestId: string | null): Promise<StoredResponse>;
 		answer(ctx: Ctx, response: StoredResponse, replayed: boolean): PaymentView | Record<string, unknown>;
 		apply(t: Transaction, payment: PaymentInstance, target: Target, requestId: string | null | undefined): Promise<number>;
@@ -107,12 +107,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 					fingerprint: fingerprint(ctx.params),
 					ttlSeconds: this.idempotencyTtlS,
 					lockMs: this.idempotencyLockMs,
-					paymentId,
-					createPayment: t =>
-						this.models.Payment.create(
-							{ id: paymentId, user_id: me.id, amount, currency, description: description ?? null, payment_method, status: "processing", provider: this.provider.name },
-							{ transaction: t }
-						) as Promise<PaymentInstance>
+					payment: { id: paymentId, user_id: me.id, amount, currency, description: description ?? null, payment_method, provider: this.provider.name }
 				});
 				if (begun.kind === "replay") return this.answer(ctx, begun.response, true);
 				const created = begun.kind === "new" ? begun.payment : undefined;
@@ -363,7 +358,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 		 * Charges a claimed payment through the provider (outside any transaction), then records the outcome.
 		 * `created` is the payment as this request just inserted it; a resumed one is read again.
 		 */
-		async processCharge(this: This, ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentInstance) {
+		async processCharge(this: This, ctx: Ctx, paymentId: string, userId: string, key: string, created?: PaymentRow) {
 			const p = created ?? (await this.models.Payment.findByPk(paymentId));
 			if (!p) throw conflict("the payment of this Idempotency-Key is gone; use a new key");
 			if (p.status !== "processing") return this.finalizeCharge(paymentId, null, userId, key, ctx.requestID);
@@ -404,7 +399,7 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 				await this.applyPendingEvents(t, p, requestId, pending);
 				intentId = p.provider_payment_id;
 				const answer = responseFor(p);
-				await completeIdempotent(this.models, t, userId, key, paymentId, answer);
+				await completeIdempotent(this.sequelize, t, userId, key, paymentId, answer);
 				return answer;
 			});
 			// Tests kill the process here: committed, not yet relayed (the relay must pick it up after a restart).
@@ -469,8 +464,11 @@ const PaymentsService: ServiceSchema<Record<string, never>, Methods, This> = {
 		},
 
 		async settlePending(this: This, intentId: string, requestId: string | null | undefined) {
-			const waiting = await this.models.WebhookEvent.count({ where: { payment_intent: intentId, processed_at: null } });
-			if (!waiting) return;
+			const [{ n }] = await this.sequelize.query<{ n: number | string }>(
+				"SELECT count(*) AS n FROM webhook_events WHERE payment_intent = :intentId AND processed_at IS NULL",
+				{ replacements: { intentId }, type: QueryTypes.SELECT }
+			);
+			if (!Number(n)) return;
 			const written = await this.transaction(async t => {
 				const p = await this.models.Payment.findOne({ where: { provider_payment_id: intentId }, transaction: t, lock: t.LOCK.UPDATE });
 				return p ? this.applyPendingEvents(t, p as PaymentInstance, requestId, await this.pendingEvents(t, intentId)) : 0;

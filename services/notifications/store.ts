@@ -1,4 +1,5 @@
-import { Op, type Sequelize, type Transaction, type WhereOptions } from "sequelize";
+import crypto from "node:crypto";
+import { Op, QueryTypes, type Sequelize, type Transaction, type WhereOptions } from "sequelize";
 import { isUniqueViolation } from "../../lib/errors";
 import { backoffMs } from "./backoff";
 import type { EventEnvelope, PlannedDelivery } from "./events";
@@ -18,6 +19,9 @@ export interface StoreSettings {
 }
 
 const BATCH = 100;
+
+/** The columns completeEvent writes a delivery with. */
+const DELIVERY_COLUMNS = ["id", "event_id", "user_id", "channel", "template", "to", "status", "attempts", "request_id", "data", "created_at", "updated_at"] as const;
 
 /** Error texts are kept short: they are for people reading the table, not for stack traces. */
 export const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 1000);
@@ -43,18 +47,24 @@ export class NotificationStore {
 
 	/** Records an event; its row, or null when its id was seen before (the event is then handled, or in hand). */
 	async receive(env: EventEnvelope, requestId: string | null, now = new Date()): Promise<InboxRow | null> {
+		const row: InboxRow = {
+			event_id: env.id,
+			type: env.type,
+			payload: JSON.stringify(env),
+			request_id: requestId,
+			received_at: now,
+			processed_at: null,
+			attempts: 1,
+			last_error: null,
+			// The receiver processes it now; the pump leaves it alone until this lease is over.
+			next_attempt_at: new Date(now.getTime() + this.settings.leaseMs)
+		};
 		try {
-			const row = await this.models.Inbox.create({
-				event_id: env.id,
-				type: env.type,
-				payload: JSON.stringify(env),
-				request_id: requestId,
-				received_at: now,
-				attempts: 1,
-				// The receiver processes it now; the pump leaves it alone until this lease is over.
-				next_attempt_at: new Date(now.getTime() + this.settings.leaseMs)
-			});
-			return plain<InboxRow>(row);
+			await this.sequelize.query(
+				"INSERT INTO inbox (event_id, type, payload, request_id, received_at, attempts, next_attempt_at) VALUES (:event_id, :type, :payload, :request_id, :received_at, :attempts, :next_attempt_at)",
+				{ replacements: { ...row } }
+			);
+			return row;
 		} catch (err) {
 			if (isUniqueViolation(err)) return null;
 			throw err;
@@ -67,33 +77,47 @@ export class NotificationStore {
 	}
 
 	/**
-	 * Marks an event processed and writes its deliveries, in one transaction; returns the deliveries written,
-	 * to publish. The conditional update makes one processor the owner: another that processed the event
-	 * first (its lease had run out) has written and published them, and this one writes nothing.
+	 * Marks an event processed and writes its deliveries; returns the deliveries written, to publish.
+	 * One processor writes them: another that processed the event first (its lease had run out) has
+	 * written and published them, and this one writes none. On PostgreSQL this is one statement, and the
+	 * deliveries' unique (event, channel, template) is what keeps a second processor's out; elsewhere the
+	 * processor that marks the event processed, in a transaction, writes them.
 	 */
 	async completeEvent(row: InboxRow, userId: string | null, planned: PlannedDelivery[]): Promise<Pick<DeliveryRow, "id" | "request_id">[]> {
+		const now = new Date();
+		const done = { processed_at: now, next_attempt_at: null, last_error: null };
+		const mine = { event_id: row.event_id, processed_at: null };
+		const values = planned.map(p => ({
+			id: crypto.randomUUID(),
+			event_id: row.event_id,
+			user_id: userId,
+			channel: p.channel,
+			template: p.template,
+			to: p.to,
+			status: "queued" as const,
+			attempts: 0,
+			request_id: row.request_id,
+			data: JSON.stringify(p.data),
+			created_at: now,
+			updated_at: now
+		}));
+		if (!values.length) {
+			await this.models.Inbox.update(done, { where: mine });
+			return [];
+		}
+		if (this.sequelize.getDialect() === "postgres") {
+			return this.sequelize.query<Pick<DeliveryRow, "id" | "request_id">>(
+				`WITH d AS (INSERT INTO deliveries (${DELIVERY_COLUMNS.map(c => `"${c}"`).join(", ")}) VALUES :rows ON CONFLICT DO NOTHING RETURNING id, request_id),
+				 u AS (UPDATE inbox SET processed_at = :now, next_attempt_at = NULL, last_error = NULL WHERE event_id = :event_id AND processed_at IS NULL)
+				 SELECT id, request_id FROM d`,
+				{ replacements: { rows: values.map(v => DELIVERY_COLUMNS.map(c => v[c])), now, event_id: row.event_id }, type: QueryTypes.SELECT }
+			);
+		}
 		return this.sequelize.transaction(async transaction => {
-			const [n] = await this.models.Inbox.update(
-				{ processed_at: new Date(), next_attempt_at: null, last_error: null },
-				{ where: { event_id: row.event_id, processed_at: null }, transaction }
-			);
-			if (n !== 1 || !planned.length) return [];
-			const written = await this.models.Delivery.bulkCreate(
-				planned.map(p => ({
-					event_id: row.event_id,
-					user_id: userId,
-					channel: p.channel,
-					template: p.template,
-					to: p.to,
-					status: "queued" as const,
-					attempts: 0,
-					request_id: row.request_id,
-					data: JSON.stringify(p.data)
-				})),
-				// None are expected (this transaction owns the event); a worker given an id not written finds nothing to send.
-				{ ignoreDuplicates: true, transaction }
-			);
-			return written.map(d => ({ id: d.id, request_id: d.request_id }));
+			const [n] = await this.models.Inbox.update(done, { where: mine, transaction });
+			if (n !== 1) return [];
+			await this.models.Delivery.bulkCreate(values, { transaction });
+			return values.map(d => ({ id: d.id, request_id: d.request_id }));
 		});
 	}
 
@@ -150,22 +174,16 @@ export class NotificationStore {
 	 * due, or another worker holds a live lease).
 	 */
 	async claim(id: string, now = new Date()): Promise<DeliveryRow | null> {
-		const values = { status: "sending" as const, attempts: this.sequelize.literal("attempts + 1") as never, lease_until: new Date(now.getTime() + this.settings.leaseMs) };
-		const where = {
-			id,
-			[Op.or]: [
-				{ status: "queued" },
-				{ status: "failed", [Op.or]: [{ next_attempt_at: null }, { next_attempt_at: { [Op.lte]: now } }] },
-				{ status: "sending", lease_until: { [Op.lt]: now } }
-			]
-		};
-		// PostgreSQL returns the claimed row with the update; elsewhere it is read after it.
+		const sql = `UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = :lease, updated_at = :now
+			WHERE id = :id AND (status = 'queued' OR (status = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)) OR (status = 'sending' AND lease_until < :now))`;
+		const replacements = { id, now, lease: new Date(now.getTime() + this.settings.leaseMs) };
+		// PostgreSQL returns the claimed row with the update; SQLite's driver, through Sequelize, drops returned rows, so it is read after.
 		if (this.sequelize.getDialect() === "postgres") {
-			const [n, rows] = await this.models.Delivery.update(values, { where, returning: true });
-			return n === 1 ? plain<DeliveryRow>(rows[0]) : null;
+			const [row] = await this.sequelize.query<DeliveryRow>(`${sql} RETURNING *`, { replacements, type: QueryTypes.SELECT });
+			return row ?? null;
 		}
-		const [n] = await this.models.Delivery.update(values, { where });
-		if (n !== 1) return null;
+		const n = await this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE });
+		if ((n as unknown as number) !== 1) return null;
 		const row = await this.models.Delivery.findByPk(id);
 		return row ? plain<DeliveryRow>(row) : null;
 	}
@@ -177,11 +195,12 @@ export class NotificationStore {
 
 	/** False when the claim was lost meanwhile (the lease ran out and another worker took the row). */
 	async markSent(row: DeliveryRow): Promise<boolean> {
-		const [n] = await this.models.Delivery.update(
-			{ status: "sent", sent_at: new Date(), lease_until: null, next_attempt_at: null, last_error: null },
-			{ where: this.ours(row) }
+		const n = await this.sequelize.query(
+			`UPDATE deliveries SET status = 'sent', sent_at = :now, lease_until = NULL, next_attempt_at = NULL, last_error = NULL, updated_at = :now
+			 WHERE id = :id AND status = 'sending' AND attempts = :attempts`,
+			{ replacements: { id: row.id, attempts: row.attempts, now: new Date() }, type: QueryTypes.BULKUPDATE }
 		);
-		return n === 1;
+		return (n as unknown as number) === 1;
 	}
 
 	/** A failed attempt: retried after a backoff, or dead (with a dead letter) after the last one. */

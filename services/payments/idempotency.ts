@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
-import { Op, type Sequelize, type Transaction } from "sequelize";
+import { Op, QueryTypes, type Sequelize, type Transaction } from "sequelize";
 import { conflict, isUniqueViolation, unprocessable, type FieldError } from "../../lib/errors";
-import type { PaymentModels, PaymentView } from "./models";
+import type { PaymentModels, PaymentRow, PaymentView } from "./models";
 
 // The IETF Idempotency-Key draft (draft-ietf-httpapi-idempotency-key-header): one row per (user, key)
 // holding the fingerprint of the body, the state of the first request and, once done, its answer.
@@ -11,9 +11,9 @@ export type StoredResponse =
 	| { status: number; body: PaymentView }
 	| { status: number; problem: { detail: string; errors?: FieldError[]; extensions?: Record<string, unknown> } };
 
-export type Begun<P = unknown> =
-	/** A new key: the payment row was inserted with it (both committed); `payment` is what `createPayment` returned. */
-	| { kind: "new"; paymentId: string; payment: P }
+export type Begun =
+	/** A new key: the payment row was inserted with it (both committed); `payment` is that row. */
+	| { kind: "new"; paymentId: string; payment: PaymentRow }
 	/** A key whose first request stopped before it finished (a crash, an unknown provider outcome): carry on with its payment. */
 	| { kind: "resume"; paymentId: string }
 	/** Done before: the first answer, to give again. */
@@ -36,17 +36,27 @@ export function fingerprint(body: unknown): string {
 	return crypto.createHash("sha256").update(canonicalJson(body)).digest("hex");
 }
 
-export interface BeginOptions<P> {
+/** A payment to insert with a new key (in `processing`). */
+export type NewPayment = Pick<PaymentRow, "id" | "user_id" | "amount" | "currency" | "description" | "payment_method" | "provider">;
+
+export interface BeginOptions {
 	userId: string;
 	key: string;
 	fingerprint: string;
 	ttlSeconds: number;
 	/** An in-progress key whose lock is older than this is taken to be abandoned and may be resumed. */
 	lockMs: number;
-	/** The id for a new payment, and how to insert it (in the key's transaction). */
-	paymentId: string;
-	createPayment(t: Transaction): Promise<P>;
+	/** The payment a new key is inserted with. */
+	payment: NewPayment;
 }
+
+/** On PostgreSQL a new key and its payment are one statement, so they commit together without a transaction of their own. */
+const INSERT_KEY_AND_PAYMENT = `WITH k AS (
+	INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, status, payment_id, locked_at, expires_at, created_at, updated_at)
+	VALUES (:user_id, :idem_key, :fingerprint, 'in_progress', :id, :now, :expires_at, :now, :now) RETURNING payment_id)
+INSERT INTO payments (id, user_id, amount, currency, description, payment_method, status, provider, amount_refunded, created_at, updated_at)
+SELECT payment_id, :user_id, :amount, :currency, :description, :payment_method, 'processing', :provider, 0, :now, :now FROM k
+RETURNING *`;
 
 /**
  * Claims a key for a request. New: the key (in progress, locked) and the payment are committed together.
@@ -56,26 +66,30 @@ export interface BeginOptions<P> {
  * Most keys are new, so the first try inserts the key without reading it first; a key that exists fails
  * that insert on its primary key, and the next try reads and locks it.
  */
-export async function beginIdempotent<P>(sequelize: Sequelize, models: PaymentModels, opts: BeginOptions<P>): Promise<Begun<P>> {
+export async function beginIdempotent(sequelize: Sequelize, models: PaymentModels, opts: BeginOptions): Promise<Begun> {
 	const { IdempotencyKey } = models;
 	const where = { user_id: opts.userId, idem_key: opts.key };
-	const insert = async (t: Transaction, now: Date): Promise<Begun<P>> => {
+	const paymentId = opts.payment.id;
+	const expiresAt = (now: Date) => new Date(now.getTime() + opts.ttlSeconds * 1000);
+	const insert = async (t: Transaction, now: Date): Promise<Begun> => {
 		await IdempotencyKey.create(
-			{
-				...where,
-				fingerprint: opts.fingerprint,
-				status: "in_progress",
-				payment_id: opts.paymentId,
-				locked_at: now,
-				expires_at: new Date(now.getTime() + opts.ttlSeconds * 1000)
-			},
+			{ ...where, fingerprint: opts.fingerprint, status: "in_progress", payment_id: paymentId, locked_at: now, expires_at: expiresAt(now) },
 			{ transaction: t }
 		);
-		return { kind: "new", paymentId: opts.paymentId, payment: await opts.createPayment(t) };
+		const payment = await models.Payment.create({ ...opts.payment, status: "processing" }, { transaction: t });
+		return { kind: "new", paymentId, payment: payment.get({ plain: true }) };
 	};
 	for (let attempt = 0; ; attempt++) {
 		try {
-			return await sequelize.transaction(async (t): Promise<Begun<P>> => {
+			if (attempt === 0 && sequelize.getDialect() === "postgres") {
+				const now = new Date();
+				const [payment] = await sequelize.query<PaymentRow>(INSERT_KEY_AND_PAYMENT, {
+					replacements: { ...opts.payment, idem_key: opts.key, fingerprint: opts.fingerprint, now, expires_at: expiresAt(now) },
+					type: QueryTypes.SELECT
+				});
+				return { kind: "new", paymentId, payment };
+			}
+			return await sequelize.transaction(async (t): Promise<Begun> => {
 				const now = new Date();
 				if (attempt === 0) return insert(t, now);
 				let row = await IdempotencyKey.findOne({ where, transaction: t, lock: t.LOCK.UPDATE });
@@ -106,10 +120,11 @@ export async function beginIdempotent<P>(sequelize: Sequelize, models: PaymentMo
 }
 
 /** Records the answer of the request that holds the key (in the transaction of the payment's final state). */
-export async function completeIdempotent(models: PaymentModels, t: Transaction, userId: string, key: string, paymentId: string, response: StoredResponse): Promise<void> {
-	await models.IdempotencyKey.update(
-		{ status: "done", response_status: response.status, response_body: JSON.stringify(response), locked_at: null },
-		{ where: { user_id: userId, idem_key: key, payment_id: paymentId, status: "in_progress" }, transaction: t }
+export async function completeIdempotent(sequelize: Sequelize, t: Transaction, userId: string, key: string, paymentId: string, response: StoredResponse): Promise<void> {
+	await sequelize.query(
+		`UPDATE idempotency_keys SET status = 'done', response_status = :status, response_body = :body, locked_at = NULL, updated_at = :now
+		 WHERE user_id = :userId AND idem_key = :key AND payment_id = :paymentId AND status = 'in_progress'`,
+		{ replacements: { status: response.status, body: JSON.stringify(response), now: new Date(), userId, key, paymentId }, transaction: t }
 	);
 }
 

@@ -319,6 +319,24 @@ describe("notifications over SMTP and Twilio", () => {
 		expect(written[0].request_id).toBe("ntest:owner");
 	});
 
+	it("claims a delivery once while its lease holds, and records it sent once, by the claim that holds it", async () => {
+		const store = (sys.broker.getLocalService("notifications") as unknown as { store: NotificationStore }).store;
+		const id = crypto.randomUUID();
+		await query(
+			sys.env.NOTIFICATIONS_DATABASE_URL,
+			`INSERT INTO deliveries (id, event_id, user_id, channel, template, "to", status, attempts, request_id, data, created_at, updated_at)
+			 VALUES ($1, $2, NULL, 'email', 'welcome', 'claim@example.com', 'queued', 0, 'ntest:claim', '{}', now(), now())`,
+			[id, crypto.randomUUID()]
+		);
+		const claimed = await store.claim(id);
+		expect(claimed).toMatchObject({ id, status: "sending", attempts: 1, request_id: "ntest:claim", to: "claim@example.com" });
+		expect(await store.claim(id)).toBeNull();
+		expect(await store.markSent(claimed!)).toBe(true);
+		expect(await store.markSent(claimed!)).toBe(false);
+		const [row] = await query<{ status: string; attempts: number }>(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT status, attempts FROM deliveries WHERE id = $1", [id]);
+		expect(row).toEqual({ status: "sent", attempts: 1 });
+	});
+
 	it("GET /notifications lists the caller's own, with statuses, as a page", async () => {
 		const a = await registerAndLogin(sys.url, { phone: "+14155550111" });
 		const b = await registerAndLogin(sys.url);
@@ -436,7 +454,8 @@ describe("notifications on the embedded default", () => {
 		// No database URLs, no SMTP_URL, no TWILIO_*: SQLite, .eml files and sms.log under DATA_DIR/outbox.
 		sys = await startSystem({ services: ["users", "notifications"], sqlite: true, env: NOTIFY_ENV });
 	});
-	type Rows = { findAll(o: object): Promise<{ get(k: string): unknown }[]> };
+	type Row = { get(k: string): unknown };
+	type Rows = { findAll(o: object): Promise<Row[]>; findByPk(id: string): Promise<Row | null>; create(values: object): Promise<Row> };
 	const models = () => (sys.broker.getLocalService("notifications") as unknown as { models: { Delivery: Rows; DeadLetter: Rows } }).models;
 	afterAll(async () => {
 		await sys?.stop();
@@ -489,6 +508,18 @@ describe("notifications on the embedded default", () => {
 		} finally {
 			removePoison();
 		}
+	});
+
+	it("claims a delivery once and records it sent once, on SQLite too", async () => {
+		const store = (sys.broker.getLocalService("notifications") as unknown as { store: NotificationStore }).store;
+		const id = crypto.randomUUID();
+		await models().Delivery.create({ id, event_id: crypto.randomUUID(), user_id: null, channel: "email", template: "welcome", to: "claim@example.com", status: "queued", attempts: 0, request_id: "ntest:claim", data: "{}" });
+		const claimed = await store.claim(id);
+		expect(claimed).toMatchObject({ id, status: "sending", attempts: 1, request_id: "ntest:claim" });
+		expect(await store.claim(id)).toBeNull();
+		expect(await store.markSent(claimed!)).toBe(true);
+		expect(await store.markSent(claimed!)).toBe(false);
+		expect((await models().Delivery.findByPk(id))?.get("status")).toBe("sent");
 	});
 });
 
