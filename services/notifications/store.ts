@@ -183,7 +183,7 @@ export class NotificationStore {
 			return row ?? null;
 		}
 		const n = await this.sequelize.query(sql, { replacements, type: QueryTypes.BULKUPDATE });
-		if ((n as unknown as number) !== 1) return null;
+		if (n !== 1) return null;
 		const row = await this.models.Delivery.findByPk(id);
 		return row ? plain<DeliveryRow>(row) : null;
 	}
@@ -200,7 +200,7 @@ export class NotificationStore {
 			 WHERE id = :id AND status = 'sending' AND attempts = :attempts`,
 			{ replacements: { id: row.id, attempts: row.attempts, now: new Date() }, type: QueryTypes.BULKUPDATE }
 		);
-		return (n as unknown as number) === 1;
+		return n === 1;
 	}
 
 	/** A failed attempt: retried after a backoff, or dead (with a dead letter) after the last one. */
