@@ -50,10 +50,14 @@ export interface BeginOptions {
 	payment: NewPayment;
 }
 
-/** On PostgreSQL a new key and its payment are one statement, so they commit together without a transaction of their own. */
+/**
+ * On PostgreSQL a new key and its payment are one statement, so they commit together without a
+ * transaction of their own; a key that exists inserts nothing and returns no row.
+ */
 const INSERT_KEY_AND_PAYMENT = `WITH k AS (
 	INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, status, payment_id, locked_at, expires_at, created_at, updated_at)
-	VALUES (:user_id, :idem_key, :fingerprint, 'in_progress', :id, :now, :expires_at, :now, :now) RETURNING payment_id)
+	VALUES (:user_id, :idem_key, :fingerprint, 'in_progress', :id, :now, :expires_at, :now, :now)
+	ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING payment_id)
 INSERT INTO payments (id, user_id, amount, currency, description, payment_method, status, provider, amount_refunded, created_at, updated_at)
 SELECT payment_id, :user_id, :amount, :currency, :description, :payment_method, 'processing', :provider, 0, :now, :now FROM k
 RETURNING *`;
@@ -63,8 +67,8 @@ RETURNING *`;
  * Same key, other body: 422. Same key still running: 409. Same key done: its answer to replay.
  * Same key in progress but its lock is stale or released: resumed.
  *
- * Most keys are new, so the first try inserts the key without reading it first; a key that exists fails
- * that insert on its primary key, and the next try reads and locks it.
+ * Most keys are new, so the first try inserts the key without reading it first; a key that exists
+ * inserts nothing (PostgreSQL) or fails that insert on its primary key, and the next try reads and locks it.
  */
 export async function beginIdempotent(sequelize: Sequelize, models: PaymentModels, opts: BeginOptions): Promise<Begun> {
 	const { IdempotencyKey } = models;
@@ -87,7 +91,8 @@ export async function beginIdempotent(sequelize: Sequelize, models: PaymentModel
 					replacements: { ...opts.payment, idem_key: opts.key, fingerprint: opts.fingerprint, now, expires_at: expiresAt(now) },
 					type: QueryTypes.SELECT
 				});
-				return { kind: "new", paymentId, payment };
+				if (payment) return { kind: "new", paymentId, payment };
+				continue;
 			}
 			return await sequelize.transaction(async (t): Promise<Begun> => {
 				const now = new Date();
