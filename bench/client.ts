@@ -4,9 +4,18 @@ import os from "node:os";
 import path from "node:path";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
 
-/** What the bench scripts (bench/run.ts, bench/compare.ts) share: the nodes' environment and HTTP helpers. */
+/** What the bench scripts (bench/run.ts, bench/compare.ts, bench/alloc.ts) share: the nodes' environment, HTTP helpers and CPU readings. */
 
 export const BCRYPT_COST = Number(process.env.BCRYPT_COST ?? 12);
+
+const TICK_MS = 1000 / 100; // USER_HZ, 100 on Linux
+
+/** CPU time (user + system, ms) a process has used so far, from /proc. */
+export function cpuMs(pid: number): number {
+	const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+	const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+	return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
 
 /**
  * A bench node's environment: the real configuration, with only the rate limit raised to 1 000 000

@@ -28,23 +28,17 @@ import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
 import { ROOT } from "../test/helpers/node-process";
-import { parseBuilds, startEmbedded, stopEmbedded, type Build, type EmbeddedNode } from "./client";
+import { cpuMs, parseBuilds, startEmbedded, stopEmbedded, type Build, type EmbeddedNode } from "./client";
 
 const RUNS = Number(process.env.COMPARE_RUNS ?? 4);
 const ROUNDS = Number(process.env.COMPARE_ROUNDS ?? 4);
 const SECONDS = Number(process.env.COMPARE_SECONDS ?? 5);
 const URL_PATH = process.env.COMPARE_PATH ?? "/api/v1/users/me";
-const TICKS_PER_S = 100;
 
 function parseCompared(args: string[]): Build[] {
 	const builds = parseBuilds(args);
 	if (builds.length < 2) throw new Error("give two builds or more: name=path/to/dist ...");
 	return builds;
-}
-
-function cpuTicks(pid: number): number {
-	const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-	return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
 
 function load(node: EmbeddedNode, seconds: number): Promise<autocannon.Result> {
@@ -74,16 +68,16 @@ async function main(): Promise<void> {
 			await Promise.all(nodes.map(n => load(n, 3))); // warm-up
 			const rounds: number[][] = [];
 			for (let r = 0; r < ROUNDS; r++) {
-				const before = nodes.map(n => cpuTicks(n.node.proc.pid!));
+				const before = nodes.map(n => cpuMs(n.node.proc.pid!));
 				// The load of each build starts first in turn: the one started later measured dearer per request.
 				const order = nodes.map((_, i) => (i + r + run) % nodes.length);
 				const started: Promise<autocannon.Result>[] = [];
 				for (const i of order) started[i] = load(nodes[i], SECONDS);
 				const results = await Promise.all(started);
-				const after = nodes.map(n => cpuTicks(n.node.proc.pid!));
+				const after = nodes.map(n => cpuMs(n.node.proc.pid!));
 				const bad = results.findIndex(x => x.non2xx + x.errors + x.timeouts > 0);
 				if (bad >= 0) throw new Error(`${nodes[bad].build.name}: ${results[bad].non2xx} non-2xx answers, ${results[bad].errors} errors`);
-				const us = nodes.map((_, i) => (((after[i] - before[i]) / TICKS_PER_S) * 1e6) / results[i].requests.total);
+				const us = nodes.map((_, i) => ((after[i] - before[i]) * 1000) / results[i].requests.total);
 				rounds.push(us);
 				console.log(`run ${run + 1} round ${r + 1}: ${nodes.map((n, i) => `${n.build.name} ${Math.round(results[i].requests.total / SECONDS)} rps, ${us[i].toFixed(1)} µs/request`).join(" | ")}`);
 			}

@@ -28,7 +28,7 @@ import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import { SMTPServer } from "smtp-server";
 import { deleteStreams } from "../lib/channels";
-import { BCRYPT_COST, json, nodeEnv, userToken } from "./client";
+import { BCRYPT_COST, cpuMs, json, nodeEnv, userToken } from "./client";
 import { createDatabases, type TestDatabases } from "../test/helpers/pg";
 import { NODE_FLAGS } from "../lib/node-flags";
 import { freePort, ROOT, startNode, waitForStatus, type NodeProcess } from "../test/helpers/node-process";
@@ -66,15 +66,6 @@ interface Load {
 const scenarios: Scenario[] = [];
 const memory: Array<{ node: string; idle_mib: number; loaded_mib: number }> = [];
 const cleanups: Array<() => Promise<unknown>> = [];
-
-const TICK_MS = 1000 / 100; // USER_HZ, 100 on Linux
-
-/** CPU time (user + system, ms) a process has used, from /proc. */
-function cpuMs(pid: number): number {
-	const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-	const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-	return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-}
 
 /** CPU time (ms) used by every PostgreSQL server process now running (those that ended are not counted). */
 function postgresCpuMs(): Map<number, number> {

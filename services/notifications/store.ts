@@ -23,6 +23,11 @@ const BATCH = 100;
 /** The columns completeEvent writes a delivery with. */
 const DELIVERY_COLUMNS = ["id", "event_id", "user_id", "channel", "template", "to", "status", "attempts", "request_id", "data", "created_at", "updated_at"] as const;
 
+/** PostgreSQL's completeEvent: the deliveries (a duplicate of one already there is skipped) and the processed mark, one statement. */
+const COMPLETE_EVENT = `WITH d AS (INSERT INTO deliveries (${DELIVERY_COLUMNS.map(c => `"${c}"`).join(", ")}) VALUES :rows ON CONFLICT DO NOTHING RETURNING id, request_id),
+	u AS (UPDATE inbox SET processed_at = :now, next_attempt_at = NULL, last_error = NULL WHERE event_id = :event_id AND processed_at IS NULL)
+	SELECT id, request_id FROM d`;
+
 /** Error texts are kept short: they are for people reading the table, not for stack traces. */
 export const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 
@@ -106,12 +111,10 @@ export class NotificationStore {
 			return [];
 		}
 		if (this.sequelize.getDialect() === "postgres") {
-			return this.sequelize.query<Pick<DeliveryRow, "id" | "request_id">>(
-				`WITH d AS (INSERT INTO deliveries (${DELIVERY_COLUMNS.map(c => `"${c}"`).join(", ")}) VALUES :rows ON CONFLICT DO NOTHING RETURNING id, request_id),
-				 u AS (UPDATE inbox SET processed_at = :now, next_attempt_at = NULL, last_error = NULL WHERE event_id = :event_id AND processed_at IS NULL)
-				 SELECT id, request_id FROM d`,
-				{ replacements: { rows: values.map(v => DELIVERY_COLUMNS.map(c => v[c])), now, event_id: row.event_id }, type: QueryTypes.SELECT }
-			);
+			return this.sequelize.query<Pick<DeliveryRow, "id" | "request_id">>(COMPLETE_EVENT, {
+				replacements: { rows: values.map(v => DELIVERY_COLUMNS.map(c => v[c])), now, event_id: row.event_id },
+				type: QueryTypes.SELECT
+			});
 		}
 		return this.sequelize.transaction(async transaction => {
 			const [n] = await this.models.Inbox.update(done, { where: mine, transaction });
