@@ -1,46 +1,63 @@
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import { QueryTypes, type Sequelize } from "sequelize";
 
 export interface LockoutPolicy {
 	maxFailures: number;
 	windowMs: number;
 }
 
+interface FailureRow {
+	failures: number;
+	window_started_at: string | Date;
+}
+
 /** Seconds until the account may try again, or 0 when it is not locked. */
-export async function lockedFor(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date(), transaction?: Transaction): Promise<number> {
-	const rows = await sequelize.query<{ failures: number; window_started_at: string | Date }>(
-		"SELECT failures, window_started_at FROM login_failures WHERE email = :email",
-		{ replacements: { email }, type: QueryTypes.SELECT, transaction }
-	);
-	const row = rows[0];
-	if (!row || row.failures < p.maxFailures) return 0;
+export async function lockedFor(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<number> {
+	const rows = await sequelize.query<FailureRow>("SELECT failures, window_started_at FROM login_failures WHERE email = :email", {
+		replacements: { email },
+		type: QueryTypes.SELECT
+	});
+	return waitFor(rows[0], p, now);
+}
+
+function waitFor(row: FailureRow | undefined, p: LockoutPolicy, now: Date): number {
+	if (!row || Number(row.failures) < p.maxFailures) return 0;
 	const until = new Date(row.window_started_at).getTime() + p.windowMs;
 	return until > now.getTime() ? Math.ceil((until - now.getTime()) / 1000) : 0;
 }
 
+const UPSERT = `INSERT INTO login_failures (email, failures, window_started_at) VALUES (:email, 1, :now)
+	ON CONFLICT (email) DO UPDATE SET
+	  failures = CASE WHEN login_failures.window_started_at < :cutoff THEN 1 ELSE login_failures.failures + 1 END,
+	  window_started_at = CASE WHEN login_failures.window_started_at < :cutoff THEN :now ELSE login_failures.window_started_at END`;
+
 /** Counts one failed login in a single upsert, so concurrent failures on any replica all count. */
-export async function recordFailure(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date(), transaction?: Transaction): Promise<void> {
-	const cutoff = new Date(now.getTime() - p.windowMs);
-	await sequelize.query(
-		`INSERT INTO login_failures (email, failures, window_started_at) VALUES (:email, 1, :now)
-		 ON CONFLICT (email) DO UPDATE SET
-		   failures = CASE WHEN login_failures.window_started_at < :cutoff THEN 1 ELSE login_failures.failures + 1 END,
-		   window_started_at = CASE WHEN login_failures.window_started_at < :cutoff THEN :now ELSE login_failures.window_started_at END`,
-		{ replacements: { email, now, cutoff }, transaction }
-	);
+export async function recordFailure(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<void> {
+	await sequelize.query(UPSERT, { replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) } });
 }
 
 /**
  * Counts an attempt as a failure before its password is checked and returns the seconds to wait when
- * it is over the limit (0: go ahead). Count and check are one transaction (the upsert holds the row),
- * so a burst of concurrent guesses cannot all pass a check made before any of them is counted.
- * A right password then clears the count; an attempt that fails for a reason of ours is released.
+ * it is over the limit (0: go ahead). Every attempt is counted before it reads the count, so the k-th
+ * attempt to be counted reads at least k: a burst of concurrent guesses cannot all pass a check made
+ * before any of them is counted. A right password then clears the count; an attempt that fails for a
+ * reason of ours is released.
+ * On PostgreSQL the upsert returns the count it wrote (exactly k), one statement. On SQLite, the upsert
+ * and then a read, without a transaction: Sequelize opens a database file for every SQLite transaction,
+ * which cost a login more than the two statements, and its SQLite driver drops the rows an INSERT
+ * returns. A read there may also see attempts counted after this one (at least k, never less).
  */
 export async function reserveAttempt(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<number> {
-	return sequelize.transaction(async t => {
-		await recordFailure(sequelize, email, p, now, t);
-		// This attempt is already counted: it is over the limit once the count exceeds maxFailures.
-		return lockedFor(sequelize, email, { ...p, maxFailures: p.maxFailures + 1 }, now, t);
+	// This attempt is already counted: it is over the limit once the count exceeds maxFailures.
+	const over = { ...p, maxFailures: p.maxFailures + 1 };
+	if (sequelize.getDialect() !== "postgres") {
+		await recordFailure(sequelize, email, p, now);
+		return lockedFor(sequelize, email, over, now);
+	}
+	const rows = await sequelize.query<FailureRow>(`${UPSERT} RETURNING failures, window_started_at`, {
+		replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) },
+		type: QueryTypes.SELECT
 	});
+	return waitFor(rows[0], over, now);
 }
 
 /** Takes back one attempt counted by reserveAttempt. */

@@ -1,7 +1,7 @@
 import { QueryTypes, Sequelize } from "sequelize";
 import { migrate } from "../../lib/db";
 import { migrations } from "../../services/auth/migrations";
-import { clearFailures, lockedFor, recordFailure, type LockoutPolicy } from "../../services/auth/lockout";
+import { clearFailures, lockedFor, recordFailure, reserveAttempt, type LockoutPolicy } from "../../services/auth/lockout";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 
 const policy: LockoutPolicy = { maxFailures: 3, windowMs: 15 * 60 * 1000 };
@@ -63,6 +63,24 @@ function lockoutSuite(name: string, open: () => Promise<Sequelize>, close: (s: S
 			await Promise.all(Array.from({ length: 20 }, () => recordFailure(db, who, policy, T0)));
 			expect(await failures(db, who)).toBe(20);
 			expect(await lockedFor(db, who, policy, at(1000))).toBeGreaterThan(0);
+		});
+
+		it("reserves attempts: the first maxFailures go ahead, the next waits until the window ends", async () => {
+			const who = email();
+			for (let i = 0; i < policy.maxFailures; i++) expect(await reserveAttempt(db, who, policy, at(i * 1000))).toBe(0);
+			expect(await reserveAttempt(db, who, policy, at(10_000))).toBe((policy.windowMs - 10_000) / 1000);
+			expect(await failures(db, who)).toBe(policy.maxFailures + 1);
+			// Once the window that began with the first attempt is over, the count starts again.
+			expect(await reserveAttempt(db, who, policy, at(policy.windowMs + 1000))).toBe(0);
+			expect(await failures(db, who)).toBe(1);
+		});
+
+		it("lets at most maxFailures of 20 concurrent reservations go ahead, and counts all of them", async () => {
+			const who = email();
+			const waits = await Promise.all(Array.from({ length: 20 }, () => reserveAttempt(db, who, policy, T0)));
+			expect(waits.filter(w => w === 0).length).toBeLessThanOrEqual(policy.maxFailures);
+			expect(waits.filter(w => w > 0).length).toBeGreaterThanOrEqual(20 - policy.maxFailures);
+			expect(await failures(db, who)).toBe(20);
 		});
 
 		it("keeps accounts apart and forgets one on clear", async () => {
