@@ -16,7 +16,7 @@ import { clearFailures, releaseAttempt, reserveAttempt, type LockoutPolicy } fro
 import { defineModels, type AuthModels } from "./auth/models";
 import { migrations } from "./auth/migrations";
 import { BINDING_COOKIE, consumeState, cookieValue, finishLogin, OAuthClients, startLogin, STATE_TTL_S, type ProviderIdentity } from "./auth/oauth";
-import { checkPassword, dummyHash, hashPassword, passwordProblem, setSpareCoreMs } from "./auth/passwords";
+import { checkPassword, dummyHash, hashPassword, passwordProblem, setSpareCoreMs, storedHash } from "./auth/passwords";
 import { isSessionLive, issueRefreshToken, openSession, revokeSessions } from "./auth/sessions";
 import { hashToken, signAccessToken, tokenKid, verifyAccessToken, type TokenSettings } from "./auth/tokens";
 
@@ -131,9 +131,8 @@ const AuthService: ServiceSchema<Settings, Methods, This> = {
 				let ok: boolean;
 				try {
 					user = await ctx.call<UserView | null, object>("users.findByEmail", { email });
-					const credential = user ? await this.models.Credential.findByPk(user.id) : null;
-					const hash = credential?.get("password_hash") ?? (await dummyHash(this.bcryptCost));
-					ok = (await checkPassword(ctx.params.password, hash)) && !!user && !!credential;
+					const stored = user ? await storedHash(this.sequelize, user.id) : null;
+					ok = (await checkPassword(ctx.params.password, stored ?? (await dummyHash(this.bcryptCost)))) && !!user && stored !== null;
 				} catch (err) {
 					// Our failure, not a wrong guess: it does not count against the account.
 					await releaseAttempt(this.sequelize, email).catch(() => undefined);

@@ -1,3 +1,4 @@
+import { QueryTypes, type Sequelize } from "sequelize";
 import type { FieldError } from "../../lib/errors";
 import { BcryptPool } from "./bcrypt-pool";
 
@@ -37,4 +38,13 @@ export function dummyHash(cost: number): Promise<string> {
 	let dummy = dummies.get(cost);
 	if (!dummy) dummies.set(cost, (dummy = pool.hash("not-a-real-password", cost)));
 	return dummy;
+}
+
+/** The stored hash of a user's password, or null when the user has none (an OAuth-only account). One plain SELECT: every login reads it. */
+export async function storedHash(sequelize: Sequelize, userId: string): Promise<string | null> {
+	const rows = await sequelize.query<{ password_hash: string }>("SELECT password_hash FROM credentials WHERE user_id = :userId", {
+		replacements: { userId },
+		type: QueryTypes.SELECT
+	});
+	return rows[0]?.password_hash ?? null;
 }

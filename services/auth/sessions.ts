@@ -8,7 +8,15 @@ export interface ClientInfo {
 	user_agent?: string;
 }
 
-/** Opens a session and its first refresh token in one transaction. */
+const INSERT_SESSION = `INSERT INTO sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at)
+	VALUES (:id, :user_id, :user_agent, :ip, :now, :now, :expires_at)`;
+const INSERT_REFRESH_TOKEN = `INSERT INTO refresh_tokens (id, session_id, token_hash, expires_at, created_at)
+	VALUES (:id, :session_id, :token_hash, :expires_at, :now)`;
+
+/**
+ * Opens a session and its first refresh token in one transaction. Both are plain INSERTs rather than
+ * model creates: every login writes them, and a model instance cost more than the statement.
+ */
 export async function openSession(
 	models: AuthModels,
 	t: Transaction,
@@ -18,28 +26,28 @@ export async function openSession(
 ): Promise<{ sid: string; refreshToken: string }> {
 	const now = new Date();
 	const sid = crypto.randomUUID();
-	await models.Session.create(
-		{
+	await models.Session.sequelize!.query(INSERT_SESSION, {
+		replacements: {
 			id: sid,
 			user_id: userId,
 			user_agent: client.user_agent?.slice(0, 512) ?? null,
 			ip: client.ip?.slice(0, 64) ?? null,
-			created_at: now,
-			last_used_at: now,
+			now,
 			expires_at: new Date(now.getTime() + refreshTtlSeconds * 1000)
 		},
-		{ transaction: t }
-	);
+		transaction: t
+	});
 	const refreshToken = await issueRefreshToken(models, t, sid, refreshTtlSeconds);
 	return { sid, refreshToken };
 }
 
 export async function issueRefreshToken(models: AuthModels, t: Transaction, sid: string, ttlSeconds: number): Promise<string> {
 	const token = newRefreshToken();
-	await models.RefreshToken.create(
-		{ id: crypto.randomUUID(), session_id: sid, token_hash: hashToken(token), expires_at: new Date(Date.now() + ttlSeconds * 1000) },
-		{ transaction: t }
-	);
+	const now = new Date();
+	await models.RefreshToken.sequelize!.query(INSERT_REFRESH_TOKEN, {
+		replacements: { id: crypto.randomUUID(), session_id: sid, token_hash: hashToken(token), expires_at: new Date(now.getTime() + ttlSeconds * 1000), now },
+		transaction: t
+	});
 	return token;
 }
 
