@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { QueryInterface, Sequelize, Transaction } from "sequelize";
+import { QueryInterface, QueryTypes, Sequelize, Transaction } from "sequelize";
 import { SequelizeStorage, Umzug, type RunnableMigration } from "umzug";
 import { config, databaseFor } from "./config";
 
@@ -91,6 +91,25 @@ function serializeTransactions(sequelize: Sequelize): Sequelize {
 		return result;
 	};
 	return sequelize;
+}
+
+/**
+ * Runs an upsert and gives the row it left: on PostgreSQL one statement (`RETURNING columns`). Sequelize's
+ * SQLite driver runs an INSERT without returning its rows, so there it is the upsert and then `select`
+ * (with the same replacements and transaction).
+ */
+export async function upsertReturning<T extends object>(
+	sequelize: Sequelize,
+	upsert: string,
+	columns: string,
+	select: string,
+	options: { replacements: Record<string, unknown>; transaction?: Transaction }
+): Promise<T | undefined> {
+	if (sequelize.getDialect() === "postgres") {
+		return (await sequelize.query<T>(`${upsert} RETURNING ${columns}`, { ...options, type: QueryTypes.SELECT }))[0];
+	}
+	await sequelize.query(upsert, options);
+	return (await sequelize.query<T>(select, { ...options, type: QueryTypes.SELECT }))[0];
 }
 
 /**

@@ -1,9 +1,12 @@
 import { QueryTypes, type Sequelize } from "sequelize";
+import { upsertReturning } from "../../lib/db";
 
 export interface LockoutPolicy {
 	maxFailures: number;
 	windowMs: number;
 }
+
+const SELECT = "SELECT failures, window_started_at FROM login_failures WHERE email = :email";
 
 interface FailureRow {
 	failures: number;
@@ -12,10 +15,7 @@ interface FailureRow {
 
 /** Seconds until the account may try again, or 0 when it is not locked. */
 export async function lockedFor(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<number> {
-	const rows = await sequelize.query<FailureRow>("SELECT failures, window_started_at FROM login_failures WHERE email = :email", {
-		replacements: { email },
-		type: QueryTypes.SELECT
-	});
+	const rows = await sequelize.query<FailureRow>(SELECT, { replacements: { email }, type: QueryTypes.SELECT });
 	return waitFor(rows[0], p, now);
 }
 
@@ -41,23 +41,17 @@ export async function recordFailure(sequelize: Sequelize, email: string, p: Lock
  * attempt to be counted reads at least k: a burst of concurrent guesses cannot all pass a check made
  * before any of them is counted. A right password then clears the count; an attempt that fails for a
  * reason of ours is released.
- * On PostgreSQL the upsert returns the count it wrote (exactly k), one statement. On SQLite, the upsert
- * and then a read, without a transaction: Sequelize opens a database file for every SQLite transaction,
- * which cost a login more than the two statements, and its SQLite driver drops the rows an INSERT
- * returns. A read there may also see attempts counted after this one (at least k, never less).
+ * On PostgreSQL the upsert returns the count it wrote (exactly k), one statement; on SQLite it is the
+ * upsert and then a read, without a transaction (which would add BEGIN and COMMIT, and a turn in the
+ * process's queue of transactions, lib/db.ts). A read there may also see attempts counted after this
+ * one (at least k, never less).
  */
 export async function reserveAttempt(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<number> {
-	// This attempt is already counted: it is over the limit once the count exceeds maxFailures.
-	const over = { ...p, maxFailures: p.maxFailures + 1 };
-	if (sequelize.getDialect() !== "postgres") {
-		await recordFailure(sequelize, email, p, now);
-		return lockedFor(sequelize, email, over, now);
-	}
-	const rows = await sequelize.query<FailureRow>(`${UPSERT} RETURNING failures, window_started_at`, {
-		replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) },
-		type: QueryTypes.SELECT
+	const row = await upsertReturning<FailureRow>(sequelize, UPSERT, "failures, window_started_at", SELECT, {
+		replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) }
 	});
-	return waitFor(rows[0], over, now);
+	// This attempt is already counted: it is over the limit once the count exceeds maxFailures.
+	return waitFor(row, { ...p, maxFailures: p.maxFailures + 1 }, now);
 }
 
 /** Takes back one attempt counted by reserveAttempt. */
