@@ -161,7 +161,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			RequestScopeMiddleware,
 			RenewedPendingRequests,
 			healthServer(cfg.HEALTH_PORT),
-			eventLoopLagMetrics(),
+			eventLoopLagMetrics(cfg.METRICS_PORT > 0),
 			DrainBeforeStop,
 			FailFastWhileDisconnected,
 			DatabaseUnavailable,
