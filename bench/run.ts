@@ -144,7 +144,8 @@ async function steadyWindow(opts: autocannon.Options, seconds: number, lead: num
 	});
 	const r = await run;
 	ms.sort((a, b) => a - b);
-	return { rps: roundRps(total / seconds), p50: percentile(ms, 50), p99: percentile(ms, 99), errors: r.non2xx + r.errors + r.timeouts, total, max: r.latency.max };
+	// Whole milliseconds, as autocannon reports them: a login takes about a second.
+	return { rps: roundRps(total / seconds), p50: Math.round(percentile(ms, 50)), p99: Math.round(percentile(ms, 99)), errors: r.non2xx + r.errors + r.timeouts, total, max: r.latency.max };
 }
 
 /** Whole requests per second, but one decimal below 100 (logins): rounding 5.4 to 5 would misstate a ratio. */
