@@ -35,6 +35,8 @@ interface Smtp {
 	stalled: Mail[];
 	/** The next message `match` picks is stalled; `onStall` runs the moment it is in. */
 	stallNext(match: (m: Mail) => boolean, onStall: (m: Mail) => void): void;
+	/** The next message `match` picks is accepted, but its 250 is sent only after `ms`. */
+	lateReplyNext(match: (m: Mail) => boolean, ms: number): void;
 	close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ function startSmtp(port = 0): Promise<Smtp> {
 	const accepted: Mail[] = [];
 	const stalled: Mail[] = [];
 	let stall: { match: (m: Mail) => boolean; onStall: (m: Mail) => void } | undefined;
+	let late: { match: (m: Mail) => boolean; ms: number } | undefined;
 	const server = new SMTPServer({
 		authOptional: true,
 		disabledCommands: ["STARTTLS", "AUTH"],
@@ -69,6 +72,16 @@ function startSmtp(port = 0): Promise<Smtp> {
 					onStall(mail);
 					return; // no answer to the DATA: the client waits
 				}
+				if (late?.match(mail)) {
+					const { ms } = late;
+					late = undefined;
+					// The server takes the message and answers 250, but only after `ms`: by then the client may be gone.
+					setTimeout(() => {
+						accepted.push(mail);
+						cb();
+					}, ms);
+					return;
+				}
 				accepted.push(mail);
 				cb();
 			});
@@ -82,6 +95,7 @@ function startSmtp(port = 0): Promise<Smtp> {
 				accepted,
 				stalled,
 				stallNext: (match, onStall) => (stall = { match, onStall }),
+				lateReplyNext: (match, ms) => (late = { match, ms }),
 				close: () => new Promise<void>(r => server.close(() => r()))
 			});
 		});
@@ -161,6 +175,58 @@ describe("faults: the SMTP server is down during a charge", () => {
 		expect(payments).toEqual([{ status: "succeeded" }]);
 		const deliveries = await query(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT status FROM deliveries WHERE request_id = $1", [requestId]);
 		expect(deliveries).toEqual([{ status: "sent" }]);
+	}, 60000);
+});
+
+describe("faults: the SMTP server answers a receipt after the send has given up", () => {
+	let sys: TestSystem;
+	let smtp: Smtp;
+
+	beforeAll(async () => {
+		smtp = await startSmtp();
+		sys = await startSystem({
+			services: ["api", "auth", "users", "payments", "notifications"],
+			env: {
+				SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
+				NOTIFY_RETRY_BASE_MS: "50",
+				NOTIFY_PUMP_MS: "50",
+				// A send gives up after half a lease: 3 s here.
+				NOTIFY_LEASE_MS: "6000",
+				OUTBOX_POLL_MS: "100"
+			}
+		});
+	});
+	afterAll(async () => {
+		await sys?.stop();
+		await smtp?.close();
+	});
+
+	it("sends it again under the same Message-ID, by which the receiving side can drop the copy: one delivery, one payment", async () => {
+		const { user, token } = await registerAndLogin(sys.url);
+		const requestId = rid("smtp-late");
+		// The server has the receipt, but its 250 comes after the client's 3 s timeout: SMTP cannot tell
+		// that from a lost message (RFC 1047), so the sender must count it as failed and send again.
+		smtp.lateReplyNext(m => m.headers["x-request-id"] === requestId, 3500);
+
+		const res = await charge(sys.url, token, crypto.randomUUID(), requestId);
+		expect(res.status).toBe(201);
+		const sent = await waitFor(async () => {
+			const list = await http(sys.url, "GET", "/api/v1/notifications", { token });
+			const r = (list.body.items as { template: string; request_id: string; status: string; attempts: number }[]).find(
+				i => i.template === "receipt" && i.request_id === requestId
+			);
+			return r?.status === "sent" ? r : undefined;
+		}, "the receipt marked sent", 30000);
+		expect(sent.attempts).toBe(2);
+		await waitFor(() => byRequest(smtp.accepted, requestId).length === 2, "the late copy to be taken too", 10000);
+		const copies = byRequest(smtp.accepted, requestId);
+		expect(copies.map(m => m.to)).toEqual([[user.email], [user.email]]);
+		expect(copies[1].headers["message-id"]).toBe(copies[0].headers["message-id"]);
+
+		const deliveries = await query(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT status, attempts FROM deliveries WHERE request_id = $1", [requestId]);
+		expect(deliveries).toEqual([{ status: "sent", attempts: 2 }]);
+		const payments = await query(sys.env.PAYMENTS_DATABASE_URL, "SELECT status FROM payments WHERE user_id = $1", [user.id]);
+		expect(payments).toEqual([{ status: "succeeded" }]);
 	}, 60000);
 });
 
