@@ -110,6 +110,14 @@ function charge(base: string, token: string, key: string, requestId: string): Pr
 	return http(base, "POST", "/api/v1/payments/charge", { token, body: chargeBody, headers: { "Idempotency-Key": key, "X-Request-ID": requestId } });
 }
 
+type NotificationItem = { template: string; request_id: string; status: string; attempts: number };
+
+/** The receipt of a request as its customer sees it in GET /api/v1/notifications, or undefined. */
+async function receiptOf(base: string, token: string, requestId: string): Promise<NotificationItem | undefined> {
+	const list = await http(base, "GET", "/api/v1/notifications", { token });
+	return (list.body.items as NotificationItem[]).find(i => i.template === "receipt" && i.request_id === requestId);
+}
+
 // ---- 1. SMTP down during a charge (one process) ----
 
 describe("faults: the SMTP server is down during a charge", () => {
@@ -146,22 +154,16 @@ describe("faults: the SMTP server is down during a charge", () => {
 		expect(res.status).toBe(201);
 		expect(res.body).toMatchObject({ status: "succeeded", amount: 1999, currency: "usd", user_id: user.id });
 
-		const receiptOf = async () => {
-			const list = await http(sys.url, "GET", "/api/v1/notifications", { token });
-			return (list.body.items as { template: string; request_id: string; status: string; attempts: number }[]).find(
-				i => i.template === "receipt" && i.request_id === requestId
-			);
-		};
 		// The customer sees the receipt failed, tried more than once.
 		const failed = await waitFor(async () => {
-			const r = await receiptOf();
+			const r = await receiptOf(sys.url, token, requestId);
 			return r?.status === "failed" && r.attempts >= 2 ? r : undefined;
 		}, "the receipt to show failed after retries", 30000);
 		expect(failed).toMatchObject({ channel: "email", to: user.email, sent_at: null });
 
 		smtp = await startSmtp(smtpPort);
 		const sent = await waitFor(async () => {
-			const r = await receiptOf();
+			const r = await receiptOf(sys.url, token, requestId);
 			return r?.status === "sent" ? r : undefined;
 		}, "the receipt marked sent", 30000);
 		expect(sent.attempts).toBeGreaterThan(failed.attempts);
@@ -211,10 +213,7 @@ describe("faults: the SMTP server answers a receipt after the send has given up"
 		const res = await charge(sys.url, token, crypto.randomUUID(), requestId);
 		expect(res.status).toBe(201);
 		const sent = await waitFor(async () => {
-			const list = await http(sys.url, "GET", "/api/v1/notifications", { token });
-			const r = (list.body.items as { template: string; request_id: string; status: string; attempts: number }[]).find(
-				i => i.template === "receipt" && i.request_id === requestId
-			);
+			const r = await receiptOf(sys.url, token, requestId);
 			return r?.status === "sent" ? r : undefined;
 		}, "the receipt marked sent", 30000);
 		expect(sent.attempts).toBe(2);
