@@ -1,4 +1,4 @@
-import { QueryTypes, type Sequelize } from "sequelize";
+import type { Sequelize } from "sequelize";
 import { upsertReturning } from "../../lib/db";
 
 export interface LockoutPolicy {
@@ -8,32 +8,23 @@ export interface LockoutPolicy {
 
 const SELECT = "SELECT failures, window_started_at FROM login_failures WHERE email = :email";
 
-interface FailureRow {
+export interface FailureRow {
 	failures: number;
 	window_started_at: string | Date;
 }
 
-/** Seconds until the account may try again, or 0 when it is not locked. */
-export async function lockedFor(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<number> {
-	const rows = await sequelize.query<FailureRow>(SELECT, { replacements: { email }, type: QueryTypes.SELECT });
-	return waitFor(rows[0], p, now);
-}
-
-function waitFor(row: FailureRow | undefined, p: LockoutPolicy, now: Date): number {
+/** Seconds until the account may try again, or 0 when it is not locked: `row` is its login_failures row. */
+export function secondsToWait(row: FailureRow | undefined, p: LockoutPolicy, now: Date): number {
 	if (!row || Number(row.failures) < p.maxFailures) return 0;
 	const until = new Date(row.window_started_at).getTime() + p.windowMs;
 	return until > now.getTime() ? Math.ceil((until - now.getTime()) / 1000) : 0;
 }
 
+/** Counts one attempt in a single upsert, so concurrent attempts on any replica all count. */
 const UPSERT = `INSERT INTO login_failures (email, failures, window_started_at) VALUES (:email, 1, :now)
 	ON CONFLICT (email) DO UPDATE SET
 	  failures = CASE WHEN login_failures.window_started_at < :cutoff THEN 1 ELSE login_failures.failures + 1 END,
 	  window_started_at = CASE WHEN login_failures.window_started_at < :cutoff THEN :now ELSE login_failures.window_started_at END`;
-
-/** Counts one failed login in a single upsert, so concurrent failures on any replica all count. */
-export async function recordFailure(sequelize: Sequelize, email: string, p: LockoutPolicy, now = new Date()): Promise<void> {
-	await sequelize.query(UPSERT, { replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) } });
-}
 
 /**
  * Counts an attempt as a failure before its password is checked and returns the seconds to wait when
@@ -51,7 +42,7 @@ export async function reserveAttempt(sequelize: Sequelize, email: string, p: Loc
 		replacements: { email, now, cutoff: new Date(now.getTime() - p.windowMs) }
 	});
 	// This attempt is already counted: it is over the limit once the count exceeds maxFailures.
-	return waitFor(row, { ...p, maxFailures: p.maxFailures + 1 }, now);
+	return secondsToWait(row, { ...p, maxFailures: p.maxFailures + 1 }, now);
 }
 
 /** Takes back one attempt counted by reserveAttempt. */

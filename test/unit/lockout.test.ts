@@ -1,7 +1,7 @@
 import { QueryTypes, Sequelize } from "sequelize";
 import { migrate } from "../../lib/db";
 import { migrations } from "../../services/auth/migrations";
-import { clearFailures, lockedFor, recordFailure, reserveAttempt, type LockoutPolicy } from "../../services/auth/lockout";
+import { clearFailures, reserveAttempt, secondsToWait, type FailureRow, type LockoutPolicy } from "../../services/auth/lockout";
 import { createDatabases, type TestDatabases } from "../helpers/pg";
 
 const policy: LockoutPolicy = { maxFailures: 3, windowMs: 15 * 60 * 1000 };
@@ -11,12 +11,27 @@ const at = (ms: number) => new Date(T0.getTime() + ms);
 let n = 0;
 const email = () => `lockout.${process.pid}.${n++}@example.com`;
 
-async function failures(sequelize: Sequelize, address: string): Promise<number | undefined> {
-	const rows = await sequelize.query<{ failures: number }>("SELECT failures FROM login_failures WHERE email = :address", {
+async function failureRow(sequelize: Sequelize, address: string): Promise<FailureRow | undefined> {
+	const rows = await sequelize.query<FailureRow>("SELECT failures, window_started_at FROM login_failures WHERE email = :address", {
 		replacements: { address },
 		type: QueryTypes.SELECT
 	});
-	return rows[0] ? Number(rows[0].failures) : undefined;
+	return rows[0];
+}
+
+async function failures(sequelize: Sequelize, address: string): Promise<number | undefined> {
+	const row = await failureRow(sequelize, address);
+	return row ? Number(row.failures) : undefined;
+}
+
+/** A failed login as the auth service counts it: one attempt reserved (and not cleared). */
+async function recordFailure(sequelize: Sequelize, address: string, p: LockoutPolicy, now: Date): Promise<void> {
+	await reserveAttempt(sequelize, address, p, now);
+}
+
+/** Seconds the account would have to wait at `now`, from its row, without counting an attempt. */
+async function lockedFor(sequelize: Sequelize, address: string, p: LockoutPolicy, now: Date): Promise<number> {
+	return secondsToWait(await failureRow(sequelize, address), p, now);
 }
 
 /** The same behaviour on both databases the auth service runs on. */
