@@ -166,7 +166,7 @@ describe("notifications over SMTP and Twilio", () => {
 		expect(mail.text).toContain("Hi Ada Lovelace,");
 		expect(mail.html).toContain("<p>Hi Ada Lovelace,</p>");
 
-		const [row] = await query<DeliveryRecord>(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT * FROM deliveries WHERE user_id = $1", [res.body.id]);
+		const [row] = await query<DeliveryRecord>(sys.env.NOTIFICATIONS_DATABASE_URL, "SELECT * FROM deliveries WHERE user_id = $1 AND template = 'welcome'", [res.body.id]);
 		expect(row).toMatchObject({ channel: "email", template: "welcome", to: email, request_id: "ntest:welcome.1" });
 		// The Message-ID is the delivery's own: a resend of the same delivery keeps it.
 		expect(mail.headers["message-id"]).toBe(`<${row.id}@shop.test>`);
