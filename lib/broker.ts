@@ -106,6 +106,8 @@ function internalMiddlewares(): Array<string | Middleware> {
 /** Broker options shared by `moleculer-runner` (moleculer.config.ts) and the tests. */
 export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	if (cfg.TRANSPORTER && !natsBatching()) process.emitWarning("NATS writes are not batched per event-loop turn: nats.js is not the version lib/nats-batching.ts was written for");
+	// Prometheus on METRICS_PORT: the reporter, and the gauges only it reads.
+	const prometheus = cfg.METRICS_PORT > 0;
 	return {
 		namespace: cfg.NAMESPACE,
 		nodeID: nodeId(cfg, env),
@@ -145,7 +147,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 		// Metrics always (the admin dashboard reads every node's `$node.metrics`); Prometheus on METRICS_PORT (GET /metrics) when it is set.
 		metrics: {
 			enabled: true,
-			reporter: cfg.METRICS_PORT
+			reporter: prometheus
 				? [{ type: "Prometheus", options: { port: cfg.METRICS_PORT, path: "/metrics", defaultLabels: () => ({ namespace: cfg.NAMESPACE, nodeID: nodeId(cfg, env) }) } }]
 				: []
 		},
@@ -161,7 +163,7 @@ export function brokerOptions(cfg: Config, env: NodeJS.ProcessEnv = process.env)
 			RequestScopeMiddleware,
 			RenewedPendingRequests,
 			healthServer(cfg.HEALTH_PORT),
-			eventLoopLagMetrics(cfg.METRICS_PORT > 0),
+			eventLoopLagMetrics(prometheus),
 			DrainBeforeStop,
 			FailFastWhileDisconnected,
 			DatabaseUnavailable,
