@@ -112,10 +112,25 @@ function charge(base: string, token: string, key: string, requestId: string): Pr
 
 type NotificationItem = { template: string; request_id: string; status: string; attempts: number };
 
-/** The receipt of a request as its customer sees it in GET /api/v1/notifications, or undefined. */
-async function receiptOf(base: string, token: string, requestId: string): Promise<NotificationItem | undefined> {
-	const list = await http(base, "GET", "/api/v1/notifications", { token });
-	return (list.body.items as NotificationItem[]).find(i => i.template === "receipt" && i.request_id === requestId);
+/** Waits until the receipt of a request, as its customer sees it in GET /api/v1/notifications, is `ready`. */
+function receiptWhen(base: string, token: string, requestId: string, ready: (r: NotificationItem) => boolean, what: string): Promise<NotificationItem> {
+	return waitFor(
+		async () => {
+			const list = await http(base, "GET", "/api/v1/notifications", { token });
+			const r = (list.body.items as NotificationItem[]).find(i => i.template === "receipt" && i.request_id === requestId);
+			return r && ready(r) ? r : undefined;
+		},
+		what,
+		30000
+	);
+}
+
+/** One process with everything a charge and its receipt go through, sending mail to `smtpPort` and retrying fast. */
+function startChargeSystem(smtpPort: number, env: Record<string, string>): Promise<TestSystem> {
+	return startSystem({
+		services: ["api", "auth", "users", "payments", "notifications"],
+		env: { SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, NOTIFY_RETRY_BASE_MS: "50", NOTIFY_PUMP_MS: "50", OUTBOX_POLL_MS: "100", ...env }
+	});
 }
 
 // ---- 1. SMTP down during a charge (one process) ----
@@ -127,18 +142,8 @@ describe("faults: the SMTP server is down during a charge", () => {
 
 	beforeAll(async () => {
 		smtpPort = await freePort();
-		sys = await startSystem({
-			services: ["api", "auth", "users", "payments", "notifications"],
-			env: {
-				SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-				NOTIFY_RETRY_BASE_MS: "50",
-				NOTIFY_PUMP_MS: "50",
-				// Recovery here does not wait on leases: a long one keeps a slow send on a loaded machine from being taken over.
-				NOTIFY_LEASE_MS: "20000",
-				NOTIFY_MAX_ATTEMPTS: "50",
-				OUTBOX_POLL_MS: "100"
-			}
-		});
+		// Recovery here does not wait on leases: a long one keeps a slow send on a loaded machine from being taken over.
+		sys = await startChargeSystem(smtpPort, { NOTIFY_LEASE_MS: "20000", NOTIFY_MAX_ATTEMPTS: "50" });
 	});
 	afterAll(async () => {
 		await sys?.stop();
@@ -155,17 +160,11 @@ describe("faults: the SMTP server is down during a charge", () => {
 		expect(res.body).toMatchObject({ status: "succeeded", amount: 1999, currency: "usd", user_id: user.id });
 
 		// The customer sees the receipt failed, tried more than once.
-		const failed = await waitFor(async () => {
-			const r = await receiptOf(sys.url, token, requestId);
-			return r?.status === "failed" && r.attempts >= 2 ? r : undefined;
-		}, "the receipt to show failed after retries", 30000);
+		const failed = await receiptWhen(sys.url, token, requestId, r => r.status === "failed" && r.attempts >= 2, "the receipt to show failed after retries");
 		expect(failed).toMatchObject({ channel: "email", to: user.email, sent_at: null });
 
 		smtp = await startSmtp(smtpPort);
-		const sent = await waitFor(async () => {
-			const r = await receiptOf(sys.url, token, requestId);
-			return r?.status === "sent" ? r : undefined;
-		}, "the receipt marked sent", 30000);
+		const sent = await receiptWhen(sys.url, token, requestId, r => r.status === "sent", "the receipt marked sent");
 		expect(sent.attempts).toBeGreaterThan(failed.attempts);
 		const receipts = byRequest(smtp.accepted, requestId);
 		expect(receipts).toHaveLength(1);
@@ -186,17 +185,8 @@ describe("faults: the SMTP server answers a receipt after the send has given up"
 
 	beforeAll(async () => {
 		smtp = await startSmtp();
-		sys = await startSystem({
-			services: ["api", "auth", "users", "payments", "notifications"],
-			env: {
-				SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
-				NOTIFY_RETRY_BASE_MS: "50",
-				NOTIFY_PUMP_MS: "50",
-				// A send gives up after half a lease: 3 s here.
-				NOTIFY_LEASE_MS: "6000",
-				OUTBOX_POLL_MS: "100"
-			}
-		});
+		// A send gives up after half a lease: 3 s here.
+		sys = await startChargeSystem(smtp.port, { NOTIFY_LEASE_MS: "6000" });
 	});
 	afterAll(async () => {
 		await sys?.stop();
@@ -212,10 +202,7 @@ describe("faults: the SMTP server answers a receipt after the send has given up"
 
 		const res = await charge(sys.url, token, crypto.randomUUID(), requestId);
 		expect(res.status).toBe(201);
-		const sent = await waitFor(async () => {
-			const r = await receiptOf(sys.url, token, requestId);
-			return r?.status === "sent" ? r : undefined;
-		}, "the receipt marked sent", 30000);
+		const sent = await receiptWhen(sys.url, token, requestId, r => r.status === "sent", "the receipt marked sent");
 		expect(sent.attempts).toBe(2);
 		await waitFor(() => byRequest(smtp.accepted, requestId).length === 2, "the late copy to be taken too", 10000);
 		const copies = byRequest(smtp.accepted, requestId);
